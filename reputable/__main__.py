@@ -1,0 +1,5 @@
+"""`python -m reputable`: the same as the `reputable` command."""
+
+from reputable.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,406 @@
+"""The configuration: TOML parsed once into frozen dataclasses. Pure but for reading the file.
+
+Every key is documented in `conf/reputable.toml`; a test holds that file to
+exactly the defaults below.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+from reputable.errors import ConfigError, Problem
+from reputable.signing.algorithm import Algorithm
+from reputable.signing.canonicalization import Canonicalization
+
+DEFAULT_PATH = Path("/etc/reputable/reputable.toml")
+ENV_VAR = "REPUTABLE_CONFIG"
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class OnError(StrEnum):
+    """What the MTA is told when handling one message fails inside the milter."""
+
+    TEMPFAIL = "tempfail"
+    ACCEPT = "accept"
+
+
+class LogFormat(StrEnum):
+    LOGFMT = "logfmt"
+    JSON = "json"
+
+
+class LogLevel(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class MilterSocket:
+    """Where the milter listens, in libmilter's spelling and in Postfix's."""
+
+    kind: str  # "unix", "inet" or "inet6"
+    path: str = ""  # for unix
+    host: str = ""  # for inet/inet6
+    port: int = 0
+
+    @property
+    def libmilter(self) -> str:
+        if self.kind == "unix":
+            return f"unix:{self.path}"
+        return f"{self.kind}:{self.port}@{self.host}"
+
+    @property
+    def postfix(self) -> str:
+        if self.kind == "unix":
+            return f"unix:{self.path}"
+        host = f"[{self.host}]" if self.kind == "inet6" else self.host
+        return f"inet:{host}:{self.port}"
+
+
+DEFAULT_HEADERS = (
+    "from",
+    "sender",
+    "reply-to",
+    "subject",
+    "date",
+    "message-id",
+    "to",
+    "cc",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+    "content-language",
+    "in-reply-to",
+    "references",
+    "list-id",
+    "list-help",
+    "list-owner",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+    "list-subscribe",
+    "list-post",
+    "resent-to",
+    "resent-cc",
+    "resent-from",
+    "resent-sender",
+    "resent-message-id",
+    "resent-date",
+    "openpgp",
+    "autocrypt",
+)
+DEFAULT_OVERSIGN = ("from", "reply-to", "subject", "to", "cc")
+
+
+@dataclass(frozen=True, slots=True)
+class MilterConfig:
+    socket: MilterSocket = MilterSocket("inet", host="127.0.0.1", port=8891)
+    socket_mode: int = 0o660
+    on_error: OnError = OnError.TEMPFAIL
+    timeout_s: int = 600
+
+
+@dataclass(frozen=True, slots=True)
+class SigningConfig:
+    domains: tuple[str, ...] = ()  # empty: the host's own domain
+    keys: Path = Path("/var/lib/reputable/keys")
+    algorithms: tuple[Algorithm, ...] = (Algorithm.RSA_SHA256,)
+    header_canonicalization: Canonicalization = Canonicalization.RELAXED
+    body_canonicalization: Canonicalization = Canonicalization.RELAXED
+    headers: tuple[str, ...] = DEFAULT_HEADERS
+    oversign: tuple[str, ...] = DEFAULT_OVERSIGN
+
+
+@dataclass(frozen=True, slots=True)
+class TrustConfig:
+    internal_hosts: tuple[IPNetwork, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    authenticated: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    format: LogFormat = LogFormat.LOGFMT
+    target: str = "stderr"  # "stderr", "syslog" or a file path
+    level: LogLevel = LogLevel.INFO
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    milter: MilterConfig = field(default_factory=MilterConfig)
+    signing: SigningConfig = field(default_factory=SigningConfig)
+    trust: TrustConfig = field(default_factory=TrustConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    source: str = "<defaults>"
+
+
+# --- value parsers: each returns the value or raises ValueError(what is allowed) ---
+
+T = TypeVar("T")
+E = TypeVar("E", bound=StrEnum)
+Parser = Callable[[Any], Any]
+
+_DOMAIN = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+_HEADER_NAME = re.compile(r"^[!-9;-~]+$")
+
+
+def _enum(kind: type[E]) -> Callable[[Any], E]:
+    def parse(value: Any) -> E:
+        try:
+            return kind(value)
+        except ValueError:
+            raise ValueError("one of " + ", ".join(f'"{m.value}"' for m in kind)) from None
+
+    return parse
+
+
+def _list_of(
+    item: Callable[[Any], T], *, non_empty: bool = False
+) -> Callable[[Any], tuple[T, ...]]:
+    def parse(value: Any) -> tuple[T, ...]:
+        if not isinstance(value, list):
+            raise ValueError('a list, e.g. ["..."]')
+        if non_empty and not value:
+            raise ValueError("a list with at least one entry")
+        return tuple(item(v) for v in value)
+
+    return parse
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("a string in double quotes")
+    return value
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("true or false")
+    return value
+
+
+def parse_domain(value: Any) -> str:
+    """A DNS domain name, IDNs converted to their A-label form."""
+    text = _string(value).strip().rstrip(".").lower()
+    try:
+        ascii_name = text.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError('a domain name such as "example.com"') from None
+    if not _DOMAIN.match(ascii_name):
+        raise ValueError('a domain name such as "example.com"')
+    return ascii_name
+
+
+def parse_socket(value: Any) -> MilterSocket:
+    """libmilter socket syntax: unix:/path (or local:/path), inet:PORT@HOST, inet6:PORT@HOST."""
+    allowed = '"unix:/run/reputable/milter.sock", "inet:8891@127.0.0.1" or "inet6:8891@::1"'
+    text = _string(value)
+    kind, _, rest = text.partition(":")
+    if kind in ("unix", "local") and rest.startswith("/"):
+        return MilterSocket("unix", path=rest)
+    port_text, _, host = rest.partition("@")
+    if kind not in ("inet", "inet6") or not port_text.isdigit() or not host:
+        raise ValueError(allowed)
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ValueError("a port from 1 to 65535 in " + allowed)
+    if kind == "inet6":
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError("an IPv6 address after @ in " + allowed) from None
+    return MilterSocket(kind, host=host, port=port)
+
+
+def _socket_mode(value: Any) -> int:
+    text = _string(value)
+    if not re.fullmatch(r"0?[0-7]{3}", text):
+        raise ValueError('an octal file mode such as "0660"')
+    return int(text, 8)
+
+
+def _seconds(value: Any) -> int:
+    text = _string(value)
+    match = re.fullmatch(r"(\d+)\s*(s|m|h)", text)
+    if not match:
+        raise ValueError('a duration such as "30s", "10m" or "1h"')
+    return int(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]]
+
+
+def _network(value: Any) -> IPNetwork:
+    try:
+        return ipaddress.ip_network(_string(value), strict=False)
+    except ValueError:
+        raise ValueError('an IP address or network such as "192.0.2.0/24" or "::1"') from None
+
+
+def _signed_headers(value: Any) -> tuple[str, ...]:
+    names = _list_of(_header_name, non_empty=True)(value)
+    if "from" not in names:
+        raise ValueError('a list that includes "from" (RFC 6376 §5.4: From must be signed)')
+    return names
+
+
+def _header_name(value: Any) -> str:
+    text = _string(value).lower()
+    if not _HEADER_NAME.match(text):
+        raise ValueError('a header field name such as "subject"')
+    return text
+
+
+def _path(value: Any) -> Path:
+    text = _string(value)
+    if not text.startswith("/"):
+        raise ValueError("an absolute path")
+    return Path(text)
+
+
+def _canonicalization(value: Any) -> tuple[Canonicalization, Canonicalization]:
+    allowed = '"relaxed/relaxed", "relaxed/simple", "simple/relaxed" or "simple/simple"'
+    text = _string(value)
+    header, _, body = text.partition("/")
+    body = body or "simple"  # RFC 6376 §3.5: a lone value names the header method
+    try:
+        return Canonicalization(header), Canonicalization(body)
+    except ValueError:
+        raise ValueError(allowed) from None
+
+
+def _log_target(value: Any) -> str:
+    text = _string(value)
+    if text in ("stderr", "syslog") or text.startswith("/"):
+        return text
+    raise ValueError('"stderr", "syslog" or an absolute file path')
+
+
+# --- the schema: section -> key -> (dataclass field, parser) ---
+
+_SCHEMA: dict[str, dict[str, tuple[str, Parser]]] = {
+    "milter": {
+        "socket": ("socket", parse_socket),
+        "socket_mode": ("socket_mode", _socket_mode),
+        "on_error": ("on_error", _enum(OnError)),
+        "timeout": ("timeout_s", _seconds),
+    },
+    "signing": {
+        "domains": ("domains", _list_of(parse_domain)),
+        "keys": ("keys", _path),
+        "algorithms": ("algorithms", _list_of(_enum(Algorithm), non_empty=True)),
+        "canonicalization": ("", _canonicalization),
+        "headers": ("headers", _signed_headers),
+        "oversign": ("oversign", _list_of(_header_name)),
+    },
+    "trust": {
+        "internal_hosts": ("internal_hosts", _list_of(_network)),
+        "authenticated": ("authenticated", _boolean),
+    },
+    "log": {
+        "format": ("format", _enum(LogFormat)),
+        "target": ("target", _log_target),
+        "level": ("level", _enum(LogLevel)),
+    },
+}
+_SECTION_TYPES: dict[str, type[Any]] = {
+    "milter": MilterConfig,
+    "signing": SigningConfig,
+    "trust": TrustConfig,
+    "log": LogConfig,
+}
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def _build_section(name: str, table: Any, source: str, problems: list[Problem]) -> Any:
+    kind = _SECTION_TYPES[name]
+    if not isinstance(table, dict):
+        problems.append(Problem(source, f"[{name}]", _shown(table), "a table of keys"))
+        return kind()
+    values: dict[str, Any] = {}
+    schema = _SCHEMA[name]
+    for key, raw in table.items():
+        if key not in schema:
+            allowed = "known keys are " + ", ".join(schema)
+            problems.append(Problem(source, f"{name}.{key}", _shown(raw), allowed))
+            continue
+        attr, parse = schema[key]
+        try:
+            parsed = parse(raw)
+        except ValueError as exc:
+            problems.append(Problem(source, f"{name}.{key}", _shown(raw), f"expected {exc}"))
+            continue
+        if name == "signing" and key == "canonicalization":
+            values["header_canonicalization"], values["body_canonicalization"] = parsed
+        else:
+            values[attr] = parsed
+    return kind(**values)
+
+
+def parse_config(document: Mapping[str, Any], source: str) -> Config:
+    """Build a Config from a parsed TOML document, or raise ConfigError listing every problem."""
+    problems: list[Problem] = []
+    sections: dict[str, Any] = {}
+    for name, table in document.items():
+        if name not in _SCHEMA:
+            allowed = "known sections are " + ", ".join(f"[{s}]" for s in _SCHEMA)
+            problems.append(Problem(source, f"[{name}]", "(section)", allowed))
+            continue
+        sections[name] = _build_section(name, table, source, problems)
+    if problems:
+        raise ConfigError(problems)
+    return Config(**sections, source=source)
+
+
+def config_path(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
+    """The file to read: --config, else $REPUTABLE_CONFIG, else the default path if it exists."""
+    if explicit:
+        return Path(explicit)
+    if environ.get(ENV_VAR):
+        return Path(environ[ENV_VAR])
+    return DEFAULT_PATH if DEFAULT_PATH.exists() else None
+
+
+def load_config(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and check the configuration; no file at all gives the embedded defaults."""
+    path = config_path(explicit, os.environ if environ is None else environ)
+    if path is None:
+        return Config()
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError([Problem(str(path), "(file)", "missing", "an existing file")]) from None
+    except OSError as exc:
+        raise ConfigError(
+            [Problem(str(path), "(file)", "unreadable", exc.strerror or str(exc))]
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([Problem(str(path), "(syntax)", "invalid TOML", str(exc))]) from None
+    return parse_config(document, str(path))
+
+
+def section_names() -> list[str]:
+    return list(_SCHEMA)
+
+
+def dataclass_keys(section: str) -> list[str]:
+    return [f.name for f in fields(_SECTION_TYPES[section])]

@@ -1,0 +1,57 @@
+"""`reputable sign`: the milter's signing as a stdin→stdout filter (Exim's transport_filter).
+
+The caller (the MTA) vouches that the message is outbound; the same policy
+still decides whether its author domain is signed and with which keys. A
+message that must not be signed is written out unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import BinaryIO, TextIO
+
+from reputable.config import Config
+from reputable.log import Field, emit, logger
+from reputable.policy import Source, decide
+from reputable.runtime import load_runtime
+from reputable.signing.rawmessage import MessageFormatError, parse_message
+from reputable.signing.signer import MessageSigner
+
+_log = logger("sign")
+EX_DATAERR = 65
+
+
+def sign_stream(config: Config, source: BinaryIO, sink: BinaryIO, err: TextIO) -> int:
+    runtime = load_runtime(config)
+    started = time.perf_counter()
+    data = source.read()
+    try:
+        message = parse_message(data)
+    except MessageFormatError as exc:
+        print(f"reputable sign: not a mail message: {exc}", file=err)
+        return EX_DATAERR
+    from_values = [f.value for f in message.fields if f.key == b"from"]
+    verdict = decide(Source.FILTER, from_values, runtime.domains, runtime.keyring)
+    added = b""
+    if verdict.keys:
+        signer = MessageSigner(verdict.keys, runtime.policy)
+        for field in message.fields:
+            signer.header(field)
+        signer.body(message.body)
+        for signature in signer.signatures(int(time.time())):
+            line = signature.name + b":" + signature.value + b"\r\n"
+            added += line.replace(b"\r\n", message.line_ending)
+    sink.write(added)
+    sink.write(data)
+    sink.flush()
+    fields: dict[Field, object] = {
+        Field.ACTION: "accept",
+        Field.SOURCE: verdict.source,
+        Field.FROM_DOMAIN: verdict.from_domain or "-",
+        Field.DKIM: ",".join(f"{k.domain}/{k.selector}" for k in verdict.keys) or "none",
+        Field.REASON: verdict.reason,
+        Field.MS: f"{(time.perf_counter() - started) * 1000:.2f}",
+    }
+    emit(_log, logging.INFO, fields)
+    return 0

@@ -1,0 +1,136 @@
+"""`reputable keys new|dns`: create keys and show their DNS records. I/O."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from typing import TextIO
+
+from reputable.config import Config, parse_domain
+from reputable.errors import ConfigError, Problem
+from reputable.keys.metadata import KeyMetadata, KeyState
+from reputable.keys.record import record_name, record_value, split_strings, zone_file_line
+from reputable.keys.selector import default_selector, is_valid_selector
+from reputable.keys.store import StoredKey, bits_of, generate_private_key, read_store, write_key
+from reputable.runtime import signing_domains
+from reputable.signing.algorithm import Algorithm
+from reputable.signing.signature import SigningKey
+
+EX_USAGE = 64
+EX_CANTCREAT = 73
+MIN_RSA_BITS = 1024
+MAX_RSA_BITS = 4096
+_ALGORITHMS = {"rsa": Algorithm.RSA_SHA256, "ed25519": Algorithm.ED25519_SHA256}
+
+
+def _existing(config: Config, domain: str) -> list[StoredKey]:
+    contents = read_store(config.signing.keys)
+    if contents.problems:
+        raise ConfigError(list(contents.problems))
+    return [k for k in contents.keys if k.key.domain == domain]
+
+
+def print_record(stored: StoredKey, out: TextIO) -> None:
+    key = stored.key
+    value = record_value(key.algorithm, key.private_key)
+    strings = split_strings(value)
+    state = f"{key.algorithm.value}, {stored.meta.state}"
+    print(f"DNS record for {key.domain} selector {key.selector} ({state}):", file=out)
+    print(f"  name:  {record_name(key.selector, key.domain)}", file=out)
+    print("  type:  TXT", file=out)
+    print(
+        f"  value ({len(strings)} string{'s' if len(strings) > 1 else ''} of at most 255 bytes):",
+        file=out,
+    )
+    for s in strings:
+        print(f'    "{s}"', file=out)
+    print("  zone file:", file=out)
+    for line in zone_file_line(key.selector, key.domain, value, ttl=3600).splitlines():
+        print(f"    {line}", file=out)
+
+
+def new_command(
+    config: Config,
+    domain_arg: str | None,
+    selector: str | None,
+    algorithm_name: str,
+    bits: int,
+    if_missing: bool,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
+    try:
+        domain = parse_domain(domain_arg) if domain_arg else signing_domains(config)[0]
+    except ValueError as exc:
+        print(f"reputable keys new: domain {domain_arg!r}: expected {exc}", file=err)
+        return EX_USAGE
+    algorithm = _ALGORITHMS[algorithm_name]
+    if algorithm is Algorithm.RSA_SHA256 and not MIN_RSA_BITS <= bits <= MAX_RSA_BITS:
+        print(
+            f"reputable keys new: --bits {bits}: expected {MIN_RSA_BITS} to {MAX_RSA_BITS}",
+            file=err,
+        )
+        return EX_USAGE
+    existing = _existing(config, domain)
+    if if_missing:
+        active = [
+            k for k in existing if k.key.algorithm is algorithm and k.meta.state is KeyState.ACTIVE
+        ]
+        if active:
+            print(
+                f"{domain} already has an active {algorithm.value} key; nothing created.", file=out
+            )
+            print_record(active[-1], out)
+            return 0
+    now = datetime.now(UTC)
+    selector = selector or default_selector(now, algorithm, {k.key.selector for k in existing})
+    if not is_valid_selector(selector):
+        print(
+            f"reputable keys new: selector {selector!r}: "
+            "expected lower-case letters, digits, '-' and '.'",
+            file=err,
+        )
+        return EX_USAGE
+    private_key = generate_private_key(algorithm, bits)
+    meta = KeyMetadata(algorithm, bits_of(private_key), now, KeyState.ACTIVE, now)
+    try:
+        path = write_key(config.signing.keys, domain, selector, private_key, meta)
+    except FileExistsError:
+        print(
+            f"reputable keys new: {domain}/{selector} exists already; choose another --selector",
+            file=err,
+        )
+        return EX_CANTCREAT
+    except OSError as exc:
+        raise ConfigError(
+            [Problem(str(config.signing.keys), "signing.keys", "not writable", str(exc))]
+        ) from None
+    if algorithm is Algorithm.RSA_SHA256 and bits < 2048:
+        print(
+            f"warning: {bits}-bit RSA keys are weak and some receivers ignore them; use 2048",
+            file=err,
+        )
+    print(f"Created {path} (mode 0600); it signs {domain} mail from now on.", file=out)
+    print_record(StoredKey(SigningKey(domain, selector, algorithm, private_key), meta, path), out)
+    print(
+        "Publish this record in the domain's DNS: receivers cannot verify signatures before then.",
+        file=out,
+    )
+    return 0
+
+
+def dns_command(config: Config, domain_arg: str | None, out: TextIO = sys.stdout) -> int:
+    domains = [parse_domain(domain_arg)] if domain_arg else list(signing_domains(config))
+    found = False
+    for domain in domains:
+        for stored in _existing(config, domain):
+            print_record(stored, out)
+            found = True
+    if not found:
+        print(
+            f"no keys for {', '.join(domains)} in {config.signing.keys}; "
+            "create one with: reputable keys new",
+            file=out,
+        )
+        return 1
+    return 0

@@ -1,0 +1,69 @@
+"""The metadata file beside each key (`<selector>.toml`): algorithm, size, state and when. Pure."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from reputable.signing.algorithm import Algorithm
+
+
+class KeyState(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    RETIRING = "retiring"
+    RETIRED = "retired"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyMetadata:
+    algorithm: Algorithm
+    bits: int
+    created: datetime
+    state: KeyState
+    changed: datetime  # when the key entered its current state
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def dump_metadata(meta: KeyMetadata) -> bytes:
+    lines = [
+        "# reputable key metadata; edit with `reputable keys`, not by hand",
+        f'algorithm = "{meta.algorithm.value}"',
+        f"bits = {meta.bits}",
+        f'created = "{format_time(meta.created)}"',
+        f'state = "{meta.state.value}"',
+        f'changed = "{format_time(meta.changed)}"',
+    ]
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
+def parse_metadata(text: str) -> KeyMetadata:
+    """Raises ValueError naming the bad field."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"not TOML: {exc}") from None
+    try:
+        algorithm = Algorithm(data["algorithm"])
+        state = KeyState(data.get("state", "active"))
+        bits = int(data["bits"])
+        created = _parse_time(data["created"])
+        changed = _parse_time(data.get("changed", data["created"]))
+    except KeyError as exc:
+        raise ValueError(f"missing field {exc.args[0]}") from None
+    except (TypeError, ValueError) as exc:
+        raise ValueError(str(exc)) from None
+    return KeyMetadata(algorithm, bits, created, state, changed)
+
+
+def _parse_time(value: object) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str):
+        raise ValueError(f"not a time: {value!r}")
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)

@@ -1,0 +1,1 @@
+"""The pymilter adapter: the only package that imports `Milter`."""

@@ -1,0 +1,207 @@
+"""One milter connection: collects the facts of each message, asks policy, signs. Thin adapter.
+
+Each callback is a few lines and delegates; all policy lives in
+`reputable.policy`. Every callback runs inside `_boundary`, the one place
+where an unexpected error is caught, logged once with the queue id, and
+answered with a temporary failure so the MTA keeps the message and retries.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import Milter
+
+from reputable.config import OnError
+from reputable.log import Field, emit, logger
+from reputable.policy import Envelope, Source, Verdict, classify_source, decide
+from reputable.runtime import Runtime, RuntimeHolder
+from reputable.signing.headers import HeaderField
+from reputable.signing.signer import MessageSigner
+
+_log = logger("milter")
+F = TypeVar("F", bound=Callable[..., int])
+
+# Postfix's cleanup(8) presents mail from sendmail/pickup (non_smtpd_milters)
+# as a connection from this name with no other client information.
+LOCAL_SUBMISSION_HOST = "localhost"
+
+
+@dataclass(slots=True)
+class Message:
+    """What is known of the message in progress."""
+
+    runtime: Runtime
+    auth_user: str | None
+    queue_id: str = "-"
+    fields: list[HeaderField] = field(default_factory=list)
+    verdict: Verdict | None = None
+    signer: MessageSigner | None = None
+    spent_s: float = 0.0
+
+
+def _boundary(callback: F) -> F:
+    """Time the callback and turn any exception into the configured answer (default tempfail)."""
+
+    @functools.wraps(callback)
+    def guarded(self: Session, *args: Any) -> int:
+        started = time.perf_counter()
+        try:
+            return callback(self, *args)
+        except Exception:  # the message boundary: log it, never lose the message
+            return self.fail(callback.__name__)
+        finally:
+            if self.message is not None:
+                self.message.spent_s += time.perf_counter() - started
+
+    return guarded  # type: ignore[return-value]
+
+
+def header_value(raw: bytes) -> bytes:
+    """Milter header values fold with LF; DKIM hashes them with CRLF (RFC 6376 §3.4)."""
+    return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def parse_client(
+    family: int, hostaddr: Any
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if family in (socket.AF_INET, socket.AF_INET6) and hostaddr:
+        try:
+            return ipaddress.ip_address(str(hostaddr[0]).split("%")[0])
+        except ValueError:
+            return None
+    return None
+
+
+@Milter.header_leading_space
+class Session(Milter.Base):
+    def __init__(self, holder: RuntimeHolder) -> None:
+        super().__init__()
+        self.holder = holder
+        self.client: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+        self.local_submission = False
+        self.message: Message | None = None
+
+    def negotiate(self, opts: list[int]) -> int:
+        answer: int = super().negotiate(opts)
+        # Ask only for the macros used, at the stages they are used (fewer packets).
+        self._ctx.setsymlist(Milter.M_ENVFROM, "{auth_authen}")
+        self._ctx.setsymlist(Milter.M_EOH, "i")
+        self._ctx.setsymlist(Milter.M_EOM, "i")
+        return answer
+
+    @_boundary
+    def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
+        self.client = parse_client(family, hostaddr)
+        self.local_submission = self.is_local_submission(hostname, family, hostaddr)
+        return Milter.CONTINUE
+
+    def is_local_submission(self, hostname: str, family: int, hostaddr: Any) -> bool:
+        return False
+
+    @_boundary
+    def envfrom(self, mailfrom: str, *params: str) -> int:
+        auth = self.getsymval("{auth_authen}")
+        self.message = Message(self.holder.current, auth or None)
+        return Milter.CONTINUE
+
+    @_boundary
+    def data(self) -> int:
+        # Implemented so Postfix waits for this reply instead of sending a lone macro packet.
+        return Milter.CONTINUE
+
+    @_boundary
+    @Milter.decode("bytes")
+    def header(self, name: str, value: bytes) -> int:
+        assert self.message is not None
+        self.message.fields.append(
+            HeaderField(name.encode("ascii", "surrogateescape"), header_value(value))
+        )
+        return Milter.CONTINUE
+
+    @_boundary
+    def eoh(self) -> int:
+        message = self.message
+        assert message is not None
+        message.queue_id = self.getsymval("i") or message.queue_id
+        envelope = Envelope(self.client, message.auth_user, self.local_submission)
+        source = classify_source(envelope, message.runtime.config.trust)
+        from_values = [f.value for f in message.fields if f.key == b"from"]
+        verdict = decide(source, from_values, message.runtime.domains, message.runtime.keyring)
+        message.verdict = verdict
+        if not verdict.keys:
+            self.log_message("accept", verdict)
+            self.message = None
+            return Milter.ACCEPT  # nothing to sign: skip the body entirely
+        message.signer = MessageSigner(verdict.keys, message.runtime.policy)
+        for header in message.fields:
+            message.signer.header(header)
+        return Milter.CONTINUE
+
+    @_boundary
+    def body(self, chunk: bytes) -> int:
+        assert self.message is not None and self.message.signer is not None
+        self.message.signer.body(chunk)
+        return Milter.CONTINUE
+
+    @_boundary
+    def eom(self) -> int:
+        message = self.message
+        assert message is not None and message.signer is not None and message.verdict is not None
+        message.queue_id = self.getsymval("i") or message.queue_id
+        for signature in reversed(message.signer.signatures(int(time.time()))):
+            self.addheader(signature.name.decode("ascii"), _milter_value(signature.value), 0)
+        self.log_message("accept", message.verdict)
+        self.message = None
+        return Milter.ACCEPT
+
+    def abort(self) -> int:
+        self.message = None
+        return Milter.CONTINUE
+
+    def close(self) -> int:
+        self.message = None
+        return Milter.CONTINUE
+
+    def fail(self, stage: str) -> int:
+        """Answer a failure inside one message; the MTA keeps the message and retries."""
+        runtime = self.message.runtime if self.message else self.holder.current
+        queue_id = self.message.queue_id if self.message else "-"
+        fields = {Field.QUEUE_ID: queue_id, Field.EVENT: "error", Field.DETAIL: stage}
+        emit(_log, logging.ERROR, fields, exc_info=True)
+        action = runtime.config.milter.on_error
+        self.log_message(
+            action.value, self.message.verdict if self.message else None, reason="internal_error"
+        )
+        self.message = None
+        if action is OnError.ACCEPT:
+            return Milter.ACCEPT
+        self.setreply("451", "4.3.0", "reputable: temporary failure while signing, try again later")
+        return Milter.TEMPFAIL
+
+    def log_message(self, action: str, verdict: Verdict | None, reason: str | None = None) -> None:
+        spent = self.message.spent_s if self.message else 0.0
+        signed = ",".join(f"{k.domain}/{k.selector}" for k in verdict.keys) if verdict else ""
+        fields: dict[Field, object] = {
+            Field.QUEUE_ID: self.message.queue_id if self.message else "-",
+            Field.ACTION: action,
+            Field.SOURCE: verdict.source if verdict else Source.EXTERNAL,
+            Field.CLIENT: self.client if self.client else "local" if self.local_submission else "-",
+            Field.FROM_DOMAIN: (verdict.from_domain if verdict else None) or "-",
+            Field.DKIM: signed or "none",
+            Field.REASON: reason or (verdict.reason if verdict else None),
+            Field.MS: f"{spent * 1000:.2f}",
+        }
+        emit(_log, logging.INFO, fields)
+
+
+def _milter_value(value: bytes) -> str:
+    # Postfix takes folded header values with LF line breaks from a milter.
+    return value.replace(b"\r\n", b"\n").decode("ascii")

@@ -1,0 +1,81 @@
+"""Everything one message needs, built from config and key store, swapped whole on reload."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass
+
+from reputable.config import Config
+from reputable.errors import ConfigError
+from reputable.keys.keyring import Keyring, build_keyring, missing_algorithms
+from reputable.keys.store import read_store
+from reputable.log import Field, emit, logger
+from reputable.signing.signer import SigningPolicy
+
+_log = logger("keys")
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    config: Config
+    domains: tuple[str, ...]
+    keyring: Keyring
+    policy: SigningPolicy
+
+
+def host_domain(fqdn: str) -> str:
+    """The host's own domain: its FQDN less the first label (the FQDN itself if it has no dot)."""
+    name = fqdn.rstrip(".").lower()
+    _, dot, rest = name.partition(".")
+    return rest if dot and "." in rest else name
+
+
+def signing_domains(config: Config) -> tuple[str, ...]:
+    return config.signing.domains or (host_domain(socket.getfqdn()),)
+
+
+def signing_policy(config: Config) -> SigningPolicy:
+    s = config.signing
+    return SigningPolicy(
+        header_canon=s.header_canonicalization,
+        body_canon=s.body_canonicalization,
+        headers=s.headers,
+        oversign=s.oversign,
+    )
+
+
+def load_runtime(config: Config) -> Runtime:
+    """Read the key store; unsafe or unreadable keys stop the start (ConfigError)."""
+    contents = read_store(config.signing.keys)
+    if contents.problems:
+        raise ConfigError(list(contents.problems))
+    domains = signing_domains(config)
+    keyring = build_keyring(contents.keys, domains, config.signing.algorithms)
+    for domain, algorithm in missing_algorithms(keyring, domains, config.signing.algorithms):
+        fix = f"reputable keys new {domain} --algorithm {algorithm.value.split('-')[0]}"
+        emit(
+            _log,
+            logging.WARNING,
+            {
+                Field.EVENT: "key_missing",
+                Field.DOMAIN: domain,
+                Field.ALGORITHM: algorithm,
+                Field.FIX: fix,
+            },
+        )
+    return Runtime(config, domains, keyring, signing_policy(config))
+
+
+class RuntimeHolder:
+    """The current Runtime; sessions read `current` once per message, reload swaps it whole.
+
+    Replacing is one attribute store, atomic under the GIL: a message never
+    sees half a reload.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.current = runtime
+
+    def replace(self, runtime: Runtime) -> None:
+        self.current = runtime

@@ -1,0 +1,186 @@
+"""Configuration: defaults, the documented example file, and every kind of refusal."""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from reputable.config import (
+    Config,
+    MilterSocket,
+    OnError,
+    config_path,
+    load_config,
+    parse_config,
+    parse_socket,
+)
+from reputable.errors import EX_CONFIG, ConfigError
+from reputable.signing.algorithm import Algorithm
+from reputable.signing.canonicalization import Canonicalization
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "conf" / "reputable.toml"
+
+
+def test_example_file_loads_to_exactly_the_defaults() -> None:
+    loaded = load_config(str(EXAMPLE), environ={})
+    assert loaded == Config(source=str(EXAMPLE))
+
+
+def test_example_file_sets_every_key_the_loader_knows() -> None:
+    from reputable.config import _SCHEMA
+
+    document = tomllib.loads(EXAMPLE.read_text())
+    assert set(document) == set(_SCHEMA)
+    for section, keys in _SCHEMA.items():
+        assert set(document[section]) == set(keys), section
+
+
+def test_no_file_gives_embedded_defaults(tmp_path: Path) -> None:
+    assert config_path(None, {}) in (None, Path("/etc/reputable/reputable.toml"))
+    config = parse_config({}, "<defaults>")
+    assert config.milter.socket == MilterSocket("inet", host="127.0.0.1", port=8891)
+    assert config.signing.algorithms == (Algorithm.RSA_SHA256,)
+    assert config.signing.header_canonicalization is Canonicalization.RELAXED
+    assert config.signing.oversign[0] == "from"
+
+
+def test_environment_variable_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "r.toml"
+    path.write_text('[milter]\nsocket = "unix:/run/x.sock"\n')
+    config = load_config(None, environ={"REPUTABLE_CONFIG": str(path)})
+    assert config.milter.socket.postfix == "unix:/run/x.sock"
+    assert config.source == str(path)
+
+
+def test_values_are_parsed_into_types() -> None:
+    config = parse_config(
+        {
+            "milter": {
+                "socket": "inet6:9999@::1",
+                "on_error": "accept",
+                "timeout": "2m",
+                "socket_mode": "0600",
+            },
+            "signing": {
+                "domains": ["Example.COM.", "bücher.example"],
+                "algorithms": ["ed25519-sha256", "rsa-sha256"],
+                "canonicalization": "simple/relaxed",
+                "oversign": [],
+            },
+            "trust": {"internal_hosts": ["192.0.2.0/24", "2001:db8::1"], "authenticated": False},
+        },
+        "t.toml",
+    )
+    assert config.milter.socket.postfix == "inet:[::1]:9999"
+    assert config.milter.on_error is OnError.ACCEPT
+    assert config.milter.timeout_s == 120
+    assert config.milter.socket_mode == 0o600
+    assert config.signing.domains == ("example.com", "xn--bcher-kva.example")
+    assert config.signing.algorithms == (Algorithm.ED25519_SHA256, Algorithm.RSA_SHA256)
+    assert config.signing.header_canonicalization is Canonicalization.SIMPLE
+    assert config.signing.body_canonicalization is Canonicalization.RELAXED
+    assert config.trust.internal_hosts[1] == ipaddress.ip_network("2001:db8::1/128")
+    assert config.trust.authenticated is False
+
+
+@pytest.mark.parametrize(
+    ("text", "postfix"),
+    [
+        ("inet:8891@127.0.0.1", "inet:127.0.0.1:8891"),
+        ("inet:8891@localhost", "inet:localhost:8891"),
+        ("unix:/run/reputable/milter.sock", "unix:/run/reputable/milter.sock"),
+        ("local:/run/r.sock", "unix:/run/r.sock"),
+        ("inet6:8891@::1", "inet:[::1]:8891"),
+    ],
+)
+def test_socket_forms(text: str, postfix: str) -> None:
+    assert parse_socket(text).postfix == postfix
+
+
+BAD_VALUES = [
+    ("milter", "socket", "tcp:8891"),
+    ("milter", "socket", "inet:99999@127.0.0.1"),
+    ("milter", "socket", "inet6:8891@127.0.0.1"),
+    ("milter", "socket", "unix:relative.sock"),
+    ("milter", "socket", 8891),
+    ("milter", "on_error", "discard"),
+    ("milter", "timeout", "ten minutes"),
+    ("milter", "socket_mode", "rw-rw----"),
+    ("signing", "domains", "example.com"),
+    ("signing", "domains", ["exa mple.com"]),
+    ("signing", "domains", ["-bad-.example"]),
+    ("signing", "keys", "relative/keys"),
+    ("signing", "algorithms", ["rsa-sha1"]),
+    ("signing", "algorithms", []),
+    ("signing", "canonicalization", "loose/relaxed"),
+    ("signing", "headers", ["sub ject"]),
+    ("signing", "headers", []),
+    ("signing", "headers", ["subject", "to"]),
+    ("signing", "oversign", "from"),
+    ("trust", "internal_hosts", ["10.0.0.300"]),
+    ("trust", "authenticated", "yes"),
+    ("log", "format", "xml"),
+    ("log", "target", "journal"),
+    ("log", "level", "verbose"),
+]
+
+
+@pytest.mark.parametrize(("section", "key", "value"), BAD_VALUES)
+def test_every_bad_value_is_refused_with_file_key_value_and_allowed(
+    section: str, key: str, value: object
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({section: {key: value}}, "/etc/reputable/reputable.toml")
+    (problem,) = caught.value.problems
+    assert problem.source == "/etc/reputable/reputable.toml"
+    assert problem.key == f"{section}.{key}"
+    assert problem.value
+    assert problem.allowed.startswith("expected ")
+
+
+def test_unknown_section_and_key_name_what_is_known() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"milters": {}, "signing": {"domain": ["example.com"]}}, "f.toml")
+    problems = {p.key: p for p in caught.value.problems}
+    assert "[signing]" in problems["[milters]"].allowed
+    assert "domains" in problems["signing.domain"].allowed
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    document = {"milter": {"socket": "bad", "on_error": "bad"}, "log": {"level": "bad"}, "x": {}}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(document, "f.toml")
+    assert len(caught.value.problems) == 4
+
+
+def test_syntax_error_and_missing_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[milter\nsocket = 1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(broken), environ={})
+    assert caught.value.problems[0].key == "(syntax)"
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(tmp_path / "absent.toml"), environ={})
+    assert caught.value.problems[0].value == "missing"
+
+
+def test_daemon_refuses_bad_config_with_exit_78_and_no_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[milter]\nsocket = "tcp:1"\n[signing]\nalgorithms = ["rsa-sha1"]\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "reputable", "milter", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == EX_CONFIG
+    assert "Traceback" not in done.stderr
+    assert f'{path}: milter.socket = "tcp:1": expected' in done.stderr
+    assert f"{path}: signing.algorithms = ['rsa-sha1']: expected" in done.stderr

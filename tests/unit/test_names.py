@@ -1,0 +1,41 @@
+"""No module of ours may shadow a dependency (pymilter's milter/Milter/mime, dkim, spf, dns)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pkgutil
+from pathlib import Path
+
+import reputable
+
+ROOT = Path(__file__).resolve().parents[2]
+RESERVED = {"milter", "Milter", "mime", "dkim", "spf", "dns", "authres"}
+
+
+def test_top_level_names_resolve_to_the_dependencies() -> None:
+    for name in ("milter", "Milter", "mime", "dkim", "spf", "dns"):
+        spec = importlib.util.find_spec(name)
+        assert spec is not None, name
+        assert spec.origin is not None, name
+        assert "site-packages" in Path(spec.origin).parts, f"{name} is not installed: {spec.origin}"
+
+
+def test_repository_root_has_no_module_named_like_a_dependency() -> None:
+    for name in RESERVED:
+        assert not (ROOT / f"{name}.py").exists()
+        assert not (ROOT / name / "__init__.py").exists()
+
+
+def test_no_module_inside_the_package_is_named_like_a_dependency() -> None:
+    # reputable.milter is the one allowed exception (DESIGN: the adapter package),
+    # safe because the package is never put on sys.path itself.
+    inner_reserved = RESERVED - {"milter"}
+    for info in pkgutil.walk_packages(reputable.__path__, "reputable."):
+        assert info.name.rsplit(".", 1)[-1] not in inner_reserved, info.name
+
+
+def test_every_module_imports() -> None:
+    for info in pkgutil.walk_packages(reputable.__path__, "reputable."):
+        if info.name != "reputable.__main__":
+            importlib.import_module(info.name)
