@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 from dataclasses import dataclass
 
 from reputable.config import Config
@@ -76,6 +77,21 @@ class RuntimeHolder:
 
     def __init__(self, runtime: Runtime) -> None:
         self.current = runtime
+        self._sessions = 0
+        self._lock = threading.Lock()
 
     def replace(self, runtime: Runtime) -> None:
         self.current = runtime
+
+    def session_opened(self) -> None:
+        with self._lock:
+            self._sessions += 1
+
+    def session_closed(self) -> None:
+        with self._lock:
+            self._sessions -= 1
+
+    @property
+    def sessions(self) -> int:
+        """Connections open now: a stop waits for them to finish."""
+        return self._sessions

@@ -15,6 +15,7 @@ import signal
 import socket
 import stat
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -32,6 +33,7 @@ from reputable.runtime import Runtime, RuntimeHolder, load_runtime
 
 _log = logger("milter")
 NAME = "reputable"
+STOP_GRACE_S = 30.0
 
 
 def set_nodelay(listen: MilterSocket) -> bool:
@@ -92,7 +94,7 @@ def register(holder: RuntimeHolder) -> None:
     )
 
 
-def announce(runtime: Runtime) -> None:
+def announce(runtime: Runtime, event: str) -> None:
     listen = runtime.config.milter.socket
     postfix = f"smtpd_milters = {listen.postfix}; non_smtpd_milters = {listen.postfix}"
     keys = " ".join(
@@ -101,7 +103,8 @@ def announce(runtime: Runtime) -> None:
         for k in ks
     )
     fields: dict[Field, object] = {
-        Field.EVENT: "start",
+        Field.EVENT: event,
+        Field.FILE: runtime.config.source,
         Field.VERSION: __version__,
         Field.SOCKET: listen.libmilter,
         Field.DOMAIN: ",".join(runtime.domains),
@@ -141,7 +144,7 @@ def serve(config: Config, reload_config: Callable[[], Config]) -> int:
     holder = RuntimeHolder(load_runtime(config))
     register(holder)
     open_socket(config)
-    announce(holder.current)
+    announce(holder.current, "start")
     print(setup_text(holder.current), flush=True)
     failure: list[BaseException] = []
 
@@ -160,18 +163,28 @@ def serve(config: Config, reload_config: Callable[[], Config]) -> int:
     def on_stop(signum: int, frame: FrameType | None) -> None:
         stopping.set()
         emit(_log, logging.INFO, {Field.EVENT: "stop", Field.DETAIL: signal.Signals(signum).name})
-        libmilter.stop()
+        # smfi_stop() blocks until libmilter's listener wakes from its poll
+        # (seconds); stop accepting in the background and drain meanwhile.
+        threading.Thread(target=libmilter.stop, name="stop", daemon=True).start()
 
     signal.signal(signal.SIGHUP, on_hup)
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     worker.start()
-    while worker.is_alive():
+    while worker.is_alive() and not stopping.is_set():
         worker.join(0.5)
     if failure and not stopping.is_set():
         emit(_log, logging.ERROR, {Field.EVENT: "exit", Field.ERROR: repr(failure[0])})
         return 1
+    drain(holder, STOP_GRACE_S)
     return 0
+
+
+def drain(holder: RuntimeHolder, grace_s: float) -> None:
+    """Wait for open connections to finish (libmilter no longer accepts new ones)."""
+    deadline = time.monotonic() + grace_s
+    while holder.sessions > 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def reload(holder: RuntimeHolder, reload_config: Callable[[], Config]) -> None:
@@ -188,8 +201,7 @@ def reload(holder: RuntimeHolder, reload_config: Callable[[], Config]) -> None:
         emit(_log, logging.WARNING, {Field.EVENT: "reload", Field.DETAIL: detail})
     configure_logging(config.log)
     holder.replace(runtime)
-    announce(runtime)
-    emit(_log, logging.INFO, {Field.EVENT: "reloaded", Field.FILE: config.source})
+    announce(runtime, "reloaded")
 
 
 def socket_path(config: Config) -> Path | None:

@@ -30,8 +30,8 @@ _log = logger("milter")
 F = TypeVar("F", bound=Callable[..., int])
 
 # Postfix's cleanup(8) presents mail from sendmail/pickup (non_smtpd_milters)
-# as a connection from this name with no other client information.
-LOCAL_SUBMISSION_HOST = "localhost"
+# as a connection from "localhost", 127.0.0.1, port 0: no TCP client has port 0.
+LOCAL_SUBMISSION = ("localhost", "127.0.0.1", 0)
 
 
 @dataclass(slots=True)
@@ -80,11 +80,19 @@ def parse_client(
     return None
 
 
+def is_local_submission(hostname: str, hostaddr: Any) -> bool:
+    try:
+        return (hostname, str(hostaddr[0]), int(hostaddr[1])) == LOCAL_SUBMISSION
+    except (TypeError, IndexError, ValueError):
+        return False
+
+
 @Milter.header_leading_space
 class Session(Milter.Base):
     def __init__(self, holder: RuntimeHolder) -> None:
         super().__init__()
         self.holder = holder
+        holder.session_opened()
         self.client: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
         self.local_submission = False
         self.message: Message | None = None
@@ -100,11 +108,10 @@ class Session(Milter.Base):
     @_boundary
     def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
         self.client = parse_client(family, hostaddr)
-        self.local_submission = self.is_local_submission(hostname, family, hostaddr)
+        self.local_submission = is_local_submission(hostname, hostaddr)
+        fields = {Field.EVENT: "connect", Field.CLIENT: self.client, Field.DETAIL: hostname}
+        emit(_log, logging.DEBUG, fields)
         return Milter.CONTINUE
-
-    def is_local_submission(self, hostname: str, family: int, hostaddr: Any) -> bool:
-        return False
 
     @_boundary
     def envfrom(self, mailfrom: str, *params: str) -> int:
@@ -168,6 +175,7 @@ class Session(Milter.Base):
 
     def close(self) -> int:
         self.message = None
+        self.holder.session_closed()
         return Milter.CONTINUE
 
     def fail(self, stage: str) -> int:
