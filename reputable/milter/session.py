@@ -201,7 +201,7 @@ class Session(Milter.Base):
             Field.QUEUE_ID: self.message.queue_id if self.message else "-",
             Field.ACTION: action,
             Field.SOURCE: verdict.source if verdict else Source.EXTERNAL,
-            Field.CLIENT: self.client if self.client else "local" if self.local_submission else "-",
+            Field.CLIENT: "local" if self.local_submission else self.client or "-",
             Field.FROM_DOMAIN: (verdict.from_domain if verdict else None) or "-",
             Field.DKIM: signed or "none",
             Field.REASON: reason or (verdict.reason if verdict else None),

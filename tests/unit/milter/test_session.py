@@ -78,13 +78,15 @@ def run_message(
     ctx: Ctx,
     client: str = "127.0.0.1",
     auth: str | None = None,
+    hostname: str = "client.example",
+    port: int = 40000,
     headers: list[tuple[str, bytes]] = HEADERS,
     body: bytes = BODY,
 ) -> list[int]:
     """Drive the callbacks as libmilter does; returns every callback's answer."""
     answers = [ctx._negotiate()]
     family = socket.AF_INET6 if ":" in client else socket.AF_INET
-    answers.append(Milter.connect_callback(ctx, "client.example", family, (client, 40000)))
+    answers.append(Milter.connect_callback(ctx, hostname, family, (client, port)))
     if auth:
         ctx._setsymval("{auth_authen}", auth)
     ctx._setsymval("i", "4Xy1")
@@ -248,3 +250,22 @@ def test_header_leading_space_is_negotiated(holder: RuntimeHolder) -> None:
     assert ctx._protocol & Milter.P_HDR_LEADSPC
     assert not ctx._protocol & Milter.P_NODATA  # data() is implemented (see session.data)
     assert ctx._protocol & Milter.P_NORCPT  # envrcpt is not asked for
+
+
+def test_sendmail_submission_is_local(
+    holder: RuntimeHolder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Postfix's cleanup presents non_smtpd_milters mail as localhost, 127.0.0.1, port 0."""
+    caplog.set_level(logging.INFO, "reputable")
+    holder.replace(runtime_for(holder.current.config.signing.keys, internal_hosts=()))
+    ctx = Ctx()
+    run_message(ctx, hostname="localhost", port=0)
+    assert len(ctx.added) == 2
+    ctx = Ctx()
+    run_message(ctx, hostname="localhost", port=40000)  # a real TCP client: not local
+    assert ctx.added == []
+    lines = message_lines(caplog)
+    assert [(str(line["source"]), str(line["client"])) for line in lines] == [
+        ("local", "local"),
+        ("external", "127.0.0.1"),
+    ]
