@@ -25,7 +25,7 @@ import milter as libmilter
 
 from reputable import __version__
 from reputable.config import Config, MilterSocket
-from reputable.errors import ConfigError
+from reputable.errors import ConfigError, Problem
 from reputable.keys.record import record_value, zone_file_line
 from reputable.log import Field, configure_logging, emit, logger
 from reputable.milter.session import Session
@@ -65,14 +65,23 @@ def set_nodelay(listen: MilterSocket) -> bool:
 
 
 def open_socket(config: Config) -> None:
-    libmilter.setconn(config.milter.socket.libmilter)
+    """Listen where configured; a socket that cannot be opened stops the start with the reason."""
+    listen = config.milter.socket
+    if listen.kind == "unix":
+        Path(listen.path).parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    libmilter.setconn(listen.libmilter)
     libmilter.settimeout(config.milter.timeout_s)
     old_umask = os.umask(0o777 & ~config.milter.socket_mode)
     try:
         libmilter.opensocket(True)
+    except libmilter.error as exc:
+        allowed = f"a free address this user may listen on ({exc})"
+        raise ConfigError(
+            [Problem(config.source, "milter.socket", listen.libmilter, allowed)]
+        ) from None
     finally:
         os.umask(old_umask)
-    set_nodelay(config.milter.socket)
+    set_nodelay(listen)
 
 
 def register(holder: RuntimeHolder) -> None:
@@ -142,19 +151,6 @@ def setup_text(runtime: Runtime) -> str:
 def serve(config: Config, reload_config: Callable[[], Config]) -> int:
     """Run until SIGTERM/SIGINT; returns the process exit code."""
     holder = RuntimeHolder(load_runtime(config))
-    register(holder)
-    open_socket(config)
-    announce(holder.current, "start")
-    print(setup_text(holder.current), flush=True)
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            libmilter.main()
-        except BaseException as exc:  # reported by the main thread
-            failure.append(exc)
-
-    worker = threading.Thread(target=run, name="libmilter", daemon=True)
     stopping = threading.Event()
 
     def on_hup(signum: int, frame: FrameType | None) -> None:
@@ -170,6 +166,19 @@ def serve(config: Config, reload_config: Callable[[], Config]) -> int:
     signal.signal(signal.SIGHUP, on_hup)
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
+    register(holder)
+    open_socket(config)
+    announce(holder.current, "start")
+    print(setup_text(holder.current), flush=True)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            libmilter.main()
+        except BaseException as exc:  # reported by the main thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, name="libmilter", daemon=True)
     worker.start()
     while worker.is_alive() and not stopping.is_set():
         worker.join(0.5)
@@ -202,8 +211,3 @@ def reload(holder: RuntimeHolder, reload_config: Callable[[], Config]) -> None:
     configure_logging(config.log)
     holder.replace(runtime)
     announce(runtime, "reloaded")
-
-
-def socket_path(config: Config) -> Path | None:
-    listen = config.milter.socket
-    return Path(listen.path) if listen.kind == "unix" else None
