@@ -1,0 +1,96 @@
+"""Fixtures for the integration tests: DNS server, SMTP sink, Postfix instances.
+
+* ``dns_server`` (session): one :class:`DnsServer` listening on
+  127.0.0.1:<ephemeral> and on port 53 of a random 127.53.x.y address (for
+  OpenDKIM's ``Nameservers``).  Shared by the whole session: use distinct
+  names per test, or take ``fresh_dns`` which empties it first.
+* ``dns53`` (session): the same server, asserting its port-53 listener.
+* ``fresh_dns``: the session server with no records, drops or query log.
+* ``smtp_sink`` (function): a fresh :class:`SmtpSink` on 127.0.0.1.
+* ``postfix_factory`` (function): ``postfix_factory(milter=None, overrides=...)``
+  starts a Postfix instance relaying to ``smtp_sink``; every instance is
+  stopped (and its processes reaped) at teardown, whatever the test did.  When
+  the test failed, the instances' logs are printed and their directories kept.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Generator, Iterator, Mapping
+
+import pytest
+
+from tests.integration.harness.dnsserver import DnsServer
+from tests.integration.harness.postfix import PostfixFactory, PostfixInstance
+from tests.integration.harness.sink import SmtpSink
+
+_failed_key = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:
+        item.stash[_failed_key] = True
+    return report
+
+
+@pytest.fixture(scope="session")
+def dns_server() -> Iterator[DnsServer]:
+    with DnsServer([("127.0.0.1", 0)], port53=True) as server:
+        yield server
+        assert not server.errors, f"DNS server errors: {server.errors}"
+
+
+@pytest.fixture(scope="session")
+def dns53(dns_server: DnsServer) -> DnsServer:
+    assert dns_server.port53_address is not None
+    return dns_server
+
+
+@pytest.fixture
+def fresh_dns(dns_server: DnsServer) -> DnsServer:
+    dns_server.clear()
+    dns_server.clear_queries()
+    return dns_server
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    with SmtpSink() as sink:
+        yield sink
+
+
+@pytest.fixture
+def postfix_factory(
+    request: pytest.FixtureRequest, smtp_sink: SmtpSink
+) -> Iterator[PostfixFactory]:
+    instances: list[PostfixInstance] = []
+
+    def start(
+        milter: str | None = None,
+        overrides: Mapping[str, str] | None = None,
+        *,
+        smtpd_options: Mapping[str, str] | None = None,
+        relay: tuple[str, int] | None = None,
+    ) -> PostfixInstance:
+        instance = PostfixInstance(
+            relay or smtp_sink.address,
+            milter=milter,
+            overrides=overrides,
+            smtpd_options=smtpd_options,
+        )
+        instances.append(instance)
+        return instance.start()
+
+    yield start
+
+    failed = request.node.stash.get(_failed_key, False)
+    for instance in instances:
+        instance.stop()
+        if failed:
+            print(f"--- Postfix log of {instance.directory} (kept) ---\n{instance.log_text()}")
+        else:
+            shutil.rmtree(instance.directory, ignore_errors=True)
