@@ -20,8 +20,8 @@ test: system-run system-test $(BIN)/reputable lint typecheck
 	$(BIN)/pytest -q tests
 
 lint: $(BIN)/reputable
-	$(BIN)/ruff check reputable tests benchmarks
-	$(BIN)/ruff format --check reputable tests benchmarks
+	$(BIN)/ruff check reputable tests
+	$(BIN)/ruff format --check reputable tests
 
 typecheck: $(BIN)/reputable
 	$(BIN)/mypy
