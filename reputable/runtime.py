@@ -6,6 +6,7 @@ import logging
 import socket
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 from reputable.config import Config
 from reputable.errors import ConfigError
@@ -25,15 +26,31 @@ class Runtime:
     policy: SigningPolicy
 
 
-def host_domain(fqdn: str) -> str:
-    """The host's own domain: its FQDN less the first label (the FQDN itself if it has no dot)."""
+MAILNAME = Path("/etc/mailname")
+
+
+def host_domain(fqdn: str, mailname: str = "") -> str:
+    """The host's mail domain: Debian's /etc/mailname if set, else the FQDN less its first label.
+
+    A name without a dot (e.g. "localhost" on a machine without a domain) is
+    returned as it is; the milter then says at start that the domain should
+    be configured.
+    """
+    if mailname.strip():
+        return mailname.strip().rstrip(".").lower()
     name = fqdn.rstrip(".").lower()
     _, dot, rest = name.partition(".")
     return rest if dot and "." in rest else name
 
 
 def signing_domains(config: Config) -> tuple[str, ...]:
-    return config.signing.domains or (host_domain(socket.getfqdn()),)
+    if config.signing.domains:
+        return config.signing.domains
+    try:
+        mailname = MAILNAME.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        mailname = ""
+    return (host_domain(socket.getfqdn(), mailname),)
 
 
 def signing_policy(config: Config) -> SigningPolicy:

@@ -136,6 +136,13 @@ def setup_text(runtime: Runtime) -> str:
         "",
     ]
     keys = [k for ks in runtime.keyring.by_domain.values() for k in ks]
+    undotted = [d for d in runtime.domains if "." not in d]
+    if undotted:
+        lines.append(
+            f"This host has no mail domain ({', '.join(undotted)}): set [signing] domains in "
+            "/etc/reputable/reputable.toml (or write the domain to /etc/mailname)."
+        )
+        lines.append("")
     if not keys:
         lines.append(f"No active keys for {', '.join(runtime.domains)}: run `reputable keys new`.")
     else:

@@ -177,3 +177,4 @@ def test_selectors() -> None:
 )
 def test_host_domain(fqdn: str, domain: str) -> None:
     assert host_domain(fqdn) == domain
+    assert host_domain(fqdn, "Example.NET.\n") == "example.net"
