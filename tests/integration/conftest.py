@@ -75,6 +75,7 @@ def postfix_factory(
         *,
         smtpd_options: Mapping[str, str] | None = None,
         relay: tuple[str, int] | None = None,
+        banner_probe: bool = True,
     ) -> PostfixInstance:
         instance = PostfixInstance(
             relay or smtp_sink.address,
@@ -83,7 +84,7 @@ def postfix_factory(
             smtpd_options=smtpd_options,
         )
         instances.append(instance)
-        return instance.start()
+        return instance.start(banner_probe=banner_probe)
 
     yield start
 

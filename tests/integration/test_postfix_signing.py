@@ -118,6 +118,8 @@ def assert_signed(
                 continue
             result = result.only("rsa")
         assert result.passed, f"{result}\n{result.output}"
+    for result in results.values():
+        print(result)  # the verifiers' own words, shown by `pytest -rP`
     signed = {r.selector for r in results["dkimpy"].results}
     assert signed == selectors
     header_end = received.data.index(b"\r\n\r\n")

@@ -32,6 +32,7 @@ tool is not installed, the harness is misconfigured) raises
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import re
@@ -143,7 +144,10 @@ def _require_program(name: str, package: str) -> str:
 
 def _signature_tags(message: bytes) -> list[dict[bytes, bytes]]:
     """The tag lists of the message's DKIM-Signature fields, in order ({} if unparseable)."""
-    d = dkim.DKIM(message)
+    try:
+        d = dkim.DKIM(message)
+    except Exception:  # not even a parseable message: no signature to speak of
+        return []
     tags: list[dict[bytes, bytes]] = []
     for name, value in d.headers:
         if name.lower() != b"dkim-signature":
@@ -387,6 +391,10 @@ def verify_dkimpy(
     """Verify every signature with dkimpy, asking *dns_server* for keys."""
     dnsfunc = dkimpy_dnsfunc(dns_server)
     tags = _signature_tags(message)
+    if any(_tag(t, b"a").startswith("ed25519") for t in tags) and (
+        importlib.util.find_spec("nacl") is None
+    ):
+        raise VerifierUnavailable("dkimpy needs PyNaCl for Ed25519: pip install pynacl")
     results: list[SignatureResult] = []
     lines: list[str] = []
     for idx, t in enumerate(tags):
@@ -394,13 +402,15 @@ def verify_dkimpy(
         logger = logging.Logger(f"dkimpy-verifier-{idx}")  # unmanaged: no global logging state
         logger.addHandler(handler)
         d = dkim.DKIM(message, logger=logger, timeout=max(1, int(timeout / 3)))
+        result = "fail"
         try:
             ok = bool(d.verify(idx=idx, dnsfunc=dnsfunc))
-            detail = (
-                "pass"
-                if ok
-                else "fail (" + ("; ".join(handler.messages) or "signature did not verify") + ")"
-            )
+            why = "; ".join(handler.messages) or "signature did not verify"
+            if ok:
+                result = "pass"
+            elif why.startswith("DnsTimeoutError"):
+                result = "temperror"  # dkimpy logs DNS timeouts/errors and returns False
+            detail = result if ok else f"{result} ({why})"
         except dkim.DKIMException as e:
             ok = False
             detail = f"fail ({type(e).__name__}: {e})"
@@ -411,7 +421,7 @@ def verify_dkimpy(
         results.append(
             SignatureResult(
                 passed=ok,
-                result="pass" if ok else "fail",
+                result=result,
                 detail=detail,
                 domain=_tag(t, b"d"),
                 selector=_tag(t, b"s"),
