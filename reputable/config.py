@@ -12,6 +12,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -131,6 +132,39 @@ class TrustConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Nameserver:
+    host: str
+    port: int = 53
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class DnsConfig:
+    nameservers: tuple[Nameserver, ...] = ()  # empty: /etc/resolv.conf
+    timeout_s: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class PublishConfig:
+    server: Nameserver | None = None  # RFC 2136 primary; None: publishing is off
+    tsig_key_file: Path | None = None
+    zone: str = ""  # empty: found from the SOA above the record
+    ttl: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class KeysConfig:
+    verify_nameservers: tuple[Nameserver, ...] = ()  # empty: the domain's NS
+    grace_s: int = 7 * 86400
+    max_age_s: int = 365 * 86400
+    selector: str = "%Y-%m"  # strftime, {host} = short host name; "s"/"e" prefix per algorithm
+    check_interval_s: int = 300
+    publish: PublishConfig = field(default_factory=PublishConfig)
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     format: LogFormat = LogFormat.LOGFMT
     target: str = "stderr"  # "stderr", "syslog" or a file path
@@ -142,6 +176,8 @@ class Config:
     milter: MilterConfig = field(default_factory=MilterConfig)
     signing: SigningConfig = field(default_factory=SigningConfig)
     trust: TrustConfig = field(default_factory=TrustConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
+    keys: KeysConfig = field(default_factory=KeysConfig)
     log: LogConfig = field(default_factory=LogConfig)
     source: str = "<defaults>"
 
@@ -233,12 +269,75 @@ def _socket_mode(value: Any) -> int:
     return int(text, 8)
 
 
-def _seconds(value: Any) -> int:
-    text = _string(value)
-    match = re.fullmatch(r"(\d+)\s*(s|m|h)", text)
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(value: Any) -> float:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", _string(value).strip())
     if not match:
-        raise ValueError('a duration such as "30s", "10m" or "1h"')
-    return int(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]]
+        raise ValueError('a duration such as "500ms", "30s", "10m", "1h" or "7d"')
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def _seconds(value: Any) -> int:
+    seconds = int(_duration(value))
+    if seconds < 1:
+        raise ValueError('a duration of at least one second, such as "30s"')
+    return seconds
+
+
+def _timeout(value: Any) -> float:
+    seconds = _duration(value)
+    if not 0 < seconds <= 60:
+        raise ValueError('a duration from "1ms" to "60s"')
+    return seconds
+
+
+def parse_nameserver(value: Any) -> Nameserver:
+    """An IP address with an optional port: "192.0.2.53", "127.0.0.1:5353", "[::1]:53"."""
+    text = _string(value).strip()
+    allowed = 'an IP address with an optional port, e.g. "192.0.2.53", "127.0.0.1:5353", "[::1]:53"'
+    host, port = text, "53"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") or "53"
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(allowed) from None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(allowed)
+    return Nameserver(host, int(port))
+
+
+def _optional_nameserver(value: Any) -> Nameserver | None:
+    return parse_nameserver(value) if _string(value) else None
+
+
+def _optional_path(value: Any) -> Path | None:
+    return _path(value) if _string(value) else None
+
+
+def _optional_domain(value: Any) -> str:
+    return parse_domain(value) if _string(value) else ""
+
+
+def _ttl(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 60 <= value <= 86400:
+        raise ValueError("a number of seconds from 60 to 86400")
+    return value
+
+
+def _selector_scheme(value: Any) -> str:
+    text = _string(value)
+    sample = datetime(2026, 11, 27, 5, 4, 3).strftime(text.replace("{host}", "mail1")).lower()
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{0,40}", sample) or sample == text.lower():
+        raise ValueError(
+            'a strftime pattern that makes a selector, e.g. "%Y-%m" or "{host}-%Y%m%d"'
+        )
+    return text
 
 
 def _network(value: Any) -> IPNetwork:
@@ -308,6 +407,23 @@ _SCHEMA: dict[str, dict[str, tuple[str, Parser]]] = {
         "internal_hosts": ("internal_hosts", _list_of(_network)),
         "authenticated": ("authenticated", _boolean),
     },
+    "dns": {
+        "nameservers": ("nameservers", _list_of(parse_nameserver)),
+        "timeout": ("timeout_s", _timeout),
+    },
+    "keys": {
+        "verify_nameservers": ("verify_nameservers", _list_of(parse_nameserver)),
+        "grace": ("grace_s", _seconds),
+        "max_age": ("max_age_s", _seconds),
+        "selector": ("selector", _selector_scheme),
+        "check_interval": ("check_interval_s", _seconds),
+    },
+    "keys.publish": {
+        "server": ("server", _optional_nameserver),
+        "tsig_key_file": ("tsig_key_file", _optional_path),
+        "zone": ("zone", _optional_domain),
+        "ttl": ("ttl", _ttl),
+    },
     "log": {
         "format": ("format", _enum(LogFormat)),
         "target": ("target", _log_target),
@@ -318,6 +434,9 @@ _SECTION_TYPES: dict[str, type[Any]] = {
     "milter": MilterConfig,
     "signing": SigningConfig,
     "trust": TrustConfig,
+    "dns": DnsConfig,
+    "keys": KeysConfig,
+    "keys.publish": PublishConfig,
     "log": LogConfig,
 }
 
@@ -359,6 +478,12 @@ def parse_config(document: Mapping[str, Any], source: str) -> Config:
     """Build a Config from a parsed TOML document, or raise ConfigError listing every problem."""
     problems: list[Problem] = []
     sections: dict[str, Any] = {}
+    document = dict(document)
+    keys_table = document.get("keys")
+    if isinstance(keys_table, dict) and isinstance(keys_table.get("publish"), dict):
+        keys_table = dict(keys_table)
+        document["keys.publish"] = keys_table.pop("publish")
+        document["keys"] = keys_table
     for name, table in document.items():
         if name not in _SCHEMA:
             allowed = "known sections are " + ", ".join(f"[{s}]" for s in _SCHEMA)
@@ -367,6 +492,11 @@ def parse_config(document: Mapping[str, Any], source: str) -> Config:
         sections[name] = _build_section(name, table, source, problems)
     if problems:
         raise ConfigError(problems)
+    publish = sections.pop("keys.publish", PublishConfig())
+    keys = sections.get("keys", KeysConfig())
+    sections["keys"] = KeysConfig(
+        **{f.name: getattr(keys, f.name) for f in fields(keys)} | {"publish": publish}
+    )
     return Config(**sections, source=source)
 
 
@@ -396,11 +526,3 @@ def load_config(explicit: str | None = None, environ: Mapping[str, str] | None =
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([Problem(str(path), "(syntax)", "invalid TOML", str(exc))]) from None
     return parse_config(document, str(path))
-
-
-def section_names() -> list[str]:
-    return list(_SCHEMA)
-
-
-def dataclass_keys(section: str) -> list[str]:
-    return [f.name for f in fields(_SECTION_TYPES[section])]

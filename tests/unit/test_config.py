@@ -36,6 +36,7 @@ def test_example_file_sets_every_key_the_loader_knows() -> None:
     from reputable.config import _SCHEMA
 
     document = tomllib.loads(EXAMPLE.read_text())
+    document["keys.publish"] = document["keys"].pop("publish")
     assert set(document) == set(_SCHEMA)
     for section, keys in _SCHEMA.items():
         assert set(document[section]) == set(keys), section
@@ -125,6 +126,14 @@ BAD_VALUES = [
     ("signing", "oversign", "from"),
     ("trust", "internal_hosts", ["10.0.0.300"]),
     ("trust", "authenticated", "yes"),
+    ("dns", "nameservers", ["resolver.example.com"]),
+    ("dns", "nameservers", ["127.0.0.1:99999"]),
+    ("dns", "timeout", "5 minutes"),
+    ("dns", "timeout", "90s"),
+    ("keys", "grace", "a week"),
+    ("keys", "selector", "fixed"),
+    ("keys", "selector", "%Y/%m"),
+    ("keys", "verify_nameservers", "192.0.2.1"),
     ("log", "format", "xml"),
     ("log", "target", "journal"),
     ("log", "level", "verbose"),
@@ -142,6 +151,39 @@ def test_every_bad_value_is_refused_with_file_key_value_and_allowed(
     assert problem.key == f"{section}.{key}"
     assert problem.value
     assert problem.allowed.startswith("expected ")
+
+
+def test_dns_and_keys_sections() -> None:
+    config = parse_config(
+        {
+            "dns": {
+                "nameservers": ["192.0.2.53", "127.0.0.1:5353", "[2001:db8::53]:5300"],
+                "timeout": "500ms",
+            },
+            "keys": {
+                "grace": "2d",
+                "selector": "{host}-%Y%m%d",
+                "publish": {"server": "127.0.0.1:5300", "ttl": 300},
+            },
+        },
+        "f.toml",
+    )
+    assert [str(n) for n in config.dns.nameservers] == [
+        "192.0.2.53:53",
+        "127.0.0.1:5353",
+        "[2001:db8::53]:5300",
+    ]
+    assert config.dns.timeout_s == 0.5
+    assert config.keys.grace_s == 2 * 86400
+    assert config.keys.publish.server is not None
+    assert config.keys.publish.server.port == 5300
+    assert config.keys.publish.ttl == 300
+
+
+def test_bad_publish_key_is_named_with_its_table() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"keys": {"publish": {"server": "primary.example.com", "ttl": 5}}}, "f.toml")
+    assert [p.key for p in caught.value.problems] == ["keys.publish.server", "keys.publish.ttl"]
 
 
 def test_unknown_section_and_key_name_what_is_known() -> None:
