@@ -6,9 +6,13 @@
   names per test, or take ``fresh_dns`` which empties it first.
 * ``dns53`` (session): the same server, asserting its port-53 listener.
 * ``fresh_dns``: the session server with no records, drops or query log.
+  It empties the *shared* server, so it wipes records that a module- or
+  session-scoped fixture published: do not mix the two in one module.
 * ``smtp_sink`` (function): a fresh :class:`SmtpSink` on 127.0.0.1.
 * ``postfix_factory`` (function): ``postfix_factory(milter=None, overrides=...)``
-  starts a Postfix instance relaying to ``smtp_sink``; every instance is
+  starts a Postfix instance relaying to ``smtp_sink`` (``banner_probe=False``:
+  readiness without an SMTP session, so the milter sees no probe connect);
+  every instance is
   stopped (and its processes reaped) at teardown, whatever the test did.  When
   the test failed, the instances' logs are printed and their directories kept.
 """

@@ -205,7 +205,7 @@ def test_postfix_relays_smtp_to_sink_byte_for_byte(
 def test_postfix_sendmail_submission_arrives(
     postfix_factory: PostfixFactory, smtp_sink: SmtpSink
 ) -> None:
-    postfix = postfix_factory()
+    postfix = postfix_factory(banner_probe=False)  # ready = listening, no SMTP session made
     message = _message("local submission", b"Submitted with sendmail.\r\n")
     postfix.submit_sendmail(message, "alice@example.com", ["bob@example.org"])
     msgid = dict(parse_headers(message))["Message-ID"]

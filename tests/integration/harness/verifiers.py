@@ -27,7 +27,8 @@ tool is not installed, the harness is misconfigured) raises
   fallback is used.
 * :func:`verify_dkimpy`: dkimpy's ``DKIM.verify(idx=i, dnsfunc=...)`` with a
   dnsfunc asking our server through dnspython (UDP, TCP on truncation) and
-  joining the TXT character-strings.  Ed25519 needs PyNaCl installed.
+  joining the TXT character-strings.  Ed25519 needs PyNaCl installed.  A DNS
+  timeout or error rcode is reported as ``temperror (DnsTimeoutError: ...)``.
 """
 
 from __future__ import annotations
