@@ -9,7 +9,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # What the milter needs to build and run (pymilter compiles against libmilter).
 RUN_PACKAGES  := libmilter-dev gcc python3-dev python3-venv
 # The real parts the tests start: an MTA, independent DKIM verifiers.
-TEST_PACKAGES := postfix libmail-dkim-perl libnet-dns-perl opendkim opendkim-tools
+TEST_PACKAGES := postfix libmail-dkim-perl libnet-dns-perl opendkim opendkim-tools strace knot
 
 .PHONY: run test lint typecheck unit integration system-run system-test clean
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from reputable import __version__
 from reputable.config import Config, load_config
-from reputable.errors import EX_CONFIG, ConfigError
+from reputable.errors import EX_CONFIG, ConfigError, ReputableError
 from reputable.log import configure_logging
 
 EX_USAGE = 64
@@ -54,6 +54,62 @@ def build_parser() -> argparse.ArgumentParser:
     dns = key_commands.add_parser("dns", help="print the DNS records of a domain's keys")
     _add_config(dns)
     dns.add_argument("domain", nargs="?", help="signing domain (default: every configured domain)")
+
+    rotate = key_commands.add_parser("rotate", help="create a pending key under a new selector")
+    _add_config(rotate)
+    rotate.add_argument("domain", nargs="?", help="signing domain (default: the first configured)")
+    rotate.add_argument("--algorithm", choices=["rsa", "ed25519"], default="rsa")
+    rotate.add_argument("--bits", type=int, default=2048, help="RSA key size (default 2048)")
+    rotate.add_argument(
+        "--publish", action="store_true", help="publish the record by RFC 2136 ([keys.publish])"
+    )
+
+    listing = key_commands.add_parser(
+        "list", help="every key with its state, DNS status and next step"
+    )
+    _add_config(listing)
+    listing.add_argument("domain", nargs="?")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.add_argument(
+        "--no-dns", action="store_true", help="do not ask DNS (status: not checked)"
+    )
+
+    activate = key_commands.add_parser(
+        "activate", help="activate pending keys whose record is published"
+    )
+    _add_config(activate)
+    activate.add_argument("domain", nargs="?")
+
+    retire = key_commands.add_parser("retire", help="end a retiring (or abandoned pending) key")
+    _add_config(retire)
+    retire.add_argument("domain")
+    retire.add_argument("selector")
+    retire.add_argument(
+        "--force", action="store_true", help="even within the grace period, or the signing key"
+    )
+    retire.add_argument(
+        "--revoke", action="store_true", help="publish an empty p= (revoked) instead of removing"
+    )
+    retire.add_argument(
+        "--publish", action="store_true", help="update DNS by RFC 2136 ([keys.publish])"
+    )
+
+    importing = key_commands.add_parser(
+        "import", help="copy keys from an OpenDKIM or dkimpy-milter set-up"
+    )
+    _add_config(importing)
+    source = importing.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--opendkim-conf", metavar="FILE", help="opendkim.conf (its KeyTable/SigningTable)"
+    )
+    source.add_argument("--dkimpy-conf", metavar="FILE", help="dkimpy-milter.conf")
+    source.add_argument("--key-table", metavar="FILE", help="an OpenDKIM KeyTable")
+    importing.add_argument(
+        "--signing-table", metavar="FILE", help="the SigningTable beside --key-table"
+    )
+    importing.add_argument(
+        "--dry-run", action="store_true", help="show what would be imported; write nothing"
+    )
     return parser
 
 
@@ -72,13 +128,42 @@ def run(args: argparse.Namespace) -> int:
         from reputable.filter import sign_stream
 
         return sign_stream(_load(args), sys.stdin.buffer, sys.stdout.buffer, sys.stderr)
-    from reputable.keys.commands import dns_command, new_command
+    return run_keys(args, _load(args))
 
-    if args.keys_command == "new":
-        return new_command(
-            _load(args), args.domain, args.selector, args.algorithm, args.bits, args.if_missing
-        )
-    return dns_command(_load(args), args.domain)
+
+def run_keys(args: argparse.Namespace, config: Config) -> int:
+    from reputable.keys import commands, lifecycle_commands
+
+    match args.keys_command:
+        case "new":
+            return commands.new_command(
+                config, args.domain, args.selector, args.algorithm, args.bits, args.if_missing
+            )
+        case "dns":
+            return commands.dns_command(config, args.domain)
+        case "rotate":
+            return lifecycle_commands.rotate_command(
+                config, args.domain, args.algorithm, args.bits, args.publish
+            )
+        case "list":
+            return lifecycle_commands.list_command(config, args.domain, args.json, not args.no_dns)
+        case "activate":
+            return lifecycle_commands.activate_command(config, args.domain)
+        case "retire":
+            return lifecycle_commands.retire_command(
+                config, args.domain, args.selector, args.force, args.revoke, args.publish
+            )
+    from reputable.keys.importer import import_command
+
+    return import_command(
+        config,
+        args.opendkim_conf,
+        args.dkimpy_conf,
+        args.key_table,
+        args.signing_table,
+        args.dry_run,
+        sys.stdout,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,3 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return EX_CONFIG
+    except ReputableError as exc:
+        print(f"reputable: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 141  # the reader went away (e.g. `| head`): not an error worth a traceback

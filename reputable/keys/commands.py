@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from datetime import UTC, datetime
 from typing import TextIO
 
 from reputable.config import Config, parse_domain
 from reputable.errors import ConfigError, Problem
+from reputable.keys.lifecycle import selector_for
 from reputable.keys.metadata import KeyMetadata, KeyState
 from reputable.keys.record import record_name, record_value, split_strings, zone_file_line
-from reputable.keys.selector import default_selector, is_valid_selector
-from reputable.keys.store import StoredKey, bits_of, generate_private_key, read_store, write_key
+from reputable.keys.selector import is_valid_selector
+from reputable.keys.store import (
+    StoredKey,
+    bits_of,
+    generate_private_key,
+    read_store,
+    taken_selectors,
+    write_key,
+)
 from reputable.runtime import signing_domains
 from reputable.signing.algorithm import Algorithm
 from reputable.signing.signature import SigningKey
@@ -28,6 +37,16 @@ def _existing(config: Config, domain: str) -> list[StoredKey]:
     if contents.problems:
         raise ConfigError(list(contents.problems))
     return [k for k in contents.keys if k.key.domain == domain]
+
+
+def bits_allowed(algorithm: Algorithm, bits: int, command: str, err: TextIO) -> bool:
+    if algorithm is Algorithm.RSA_SHA256 and not MIN_RSA_BITS <= bits <= MAX_RSA_BITS:
+        print(
+            f"reputable keys {command}: --bits {bits}: expected {MIN_RSA_BITS} to {MAX_RSA_BITS}",
+            file=err,
+        )
+        return False
+    return True
 
 
 def print_record(stored: StoredKey, out: TextIO) -> None:
@@ -82,8 +101,20 @@ def new_command(
             )
             print_record(active[-1], out)
             return 0
+    active = [
+        k for k in existing if k.key.algorithm is algorithm and k.meta.state is KeyState.ACTIVE
+    ]
+    if active:
+        print(
+            f"reputable keys new: {domain} has an active {algorithm.value} key ({active[-1].key.selector}); "
+            f"replace it safely with `reputable keys rotate {domain}`",
+            file=err,
+        )
+        return EX_CANTCREAT
     now = datetime.now(UTC)
-    selector = selector or default_selector(now, algorithm, {k.key.selector for k in existing})
+    host = socket.gethostname().split(".")[0].lower()
+    taken = taken_selectors(config.signing.keys, domain)
+    selector = selector or selector_for(now, algorithm, config.keys.selector, host, taken)
     if not is_valid_selector(selector):
         print(
             f"reputable keys new: selector {selector!r}: "

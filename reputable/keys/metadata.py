@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -24,6 +24,22 @@ class KeyMetadata:
     created: datetime
     state: KeyState
     changed: datetime  # when the key entered its current state
+    activated: datetime | None = None  # began signing
+    retiring: datetime | None = None  # stopped signing; its record stays for the grace period
+    retired: datetime | None = None  # done; its record may go (or is revoked)
+    revoked: bool = False  # its record was replaced by an empty p= (RFC 6376 §3.6.1)
+
+    def entering(self, state: KeyState, now: datetime) -> KeyMetadata:
+        """The metadata after a change to `state` at `now`, its timestamp recorded."""
+        stamps = {
+            KeyState.ACTIVE: "activated",
+            KeyState.RETIRING: "retiring",
+            KeyState.RETIRED: "retired",
+        }
+        changes: dict[str, object] = {"state": state, "changed": now}
+        if state in stamps:
+            changes[stamps[state]] = now
+        return replace(self, **changes)  # type: ignore[arg-type]
 
 
 def format_time(moment: datetime) -> str:
@@ -39,6 +55,12 @@ def dump_metadata(meta: KeyMetadata) -> bytes:
         f'state = "{meta.state.value}"',
         f'changed = "{format_time(meta.changed)}"',
     ]
+    for name in ("activated", "retiring", "retired"):
+        moment = getattr(meta, name)
+        if moment is not None:
+            lines.append(f'{name} = "{format_time(moment)}"')
+    if meta.revoked:
+        lines.append("revoked = true")
     return ("\n".join(lines) + "\n").encode("ascii")
 
 
@@ -54,11 +76,16 @@ def parse_metadata(text: str) -> KeyMetadata:
         bits = int(data["bits"])
         created = _parse_time(data["created"])
         changed = _parse_time(data.get("changed", data["created"]))
+        stamps = {
+            n: _parse_time(data[n]) if n in data else None
+            for n in ("activated", "retiring", "retired")
+        }
+        revoked = data.get("revoked", False) is True
     except KeyError as exc:
         raise ValueError(f"missing field {exc.args[0]}") from None
     except (TypeError, ValueError) as exc:
         raise ValueError(str(exc)) from None
-    return KeyMetadata(algorithm, bits, created, state, changed)
+    return KeyMetadata(algorithm, bits, created, state, changed, revoked=revoked, **stamps)
 
 
 def _parse_time(value: object) -> datetime:

@@ -125,14 +125,30 @@ def generate_private_key(algorithm: Algorithm, bits: int) -> PrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 
+def taken_selectors(root: Path, domain: str) -> set[str]:
+    """Selectors in use under the domain, including metadata left without a key by a crash."""
+    directory = root / domain
+    if not directory.is_dir():
+        return set()
+    return {
+        p.stem
+        for p in directory.iterdir()
+        if p.suffix in (".pem", ".toml") and not p.name.startswith(".")
+    }
+
+
 def write_key(
     root: Path, domain: str, selector: str, private_key: PrivateKey, meta: KeyMetadata
 ) -> Path:
-    """Store a new key; refuses to replace an existing one (FileExistsError)."""
+    """Store a new key; refuses to replace an existing one (FileExistsError).
+
+    Metadata left without its key (a crash between the two writes) is
+    overwritten: no key was ever loaded from it.
+    """
     directory = root / domain
     ensure_private_directory(directory)
     pem = key_path(root, domain, selector)
-    if pem.exists() or metadata_path(pem).exists():
+    if pem.exists():
         raise FileExistsError(pem)
     pem_bytes = private_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()

@@ -27,6 +27,7 @@ from reputable import __version__
 from reputable.config import Config, MilterSocket
 from reputable.errors import ConfigError, Problem
 from reputable.keys.record import record_value, zone_file_line
+from reputable.keywatch import KeyWatcher
 from reputable.log import Field, configure_logging, emit, logger
 from reputable.milter.session import Session
 from reputable.runtime import Runtime, RuntimeHolder, load_runtime
@@ -187,6 +188,7 @@ def serve(config: Config, reload_config: Callable[[], Config]) -> int:
 
     worker = threading.Thread(target=run, name="libmilter", daemon=True)
     worker.start()
+    KeyWatcher(holder, stopping).start()
     while worker.is_alive() and not stopping.is_set():
         worker.join(0.5)
     if failure and not stopping.is_set():

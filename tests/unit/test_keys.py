@@ -17,7 +17,7 @@ from reputable.errors import ConfigError
 from reputable.keys.commands import new_command
 from reputable.keys.metadata import KeyMetadata, KeyState, dump_metadata, parse_metadata
 from reputable.keys.record import record_value, split_strings, zone_file_line
-from reputable.keys.selector import default_selector, is_valid_selector
+from reputable.keys.selector import is_valid_selector
 from reputable.keys.store import generate_private_key, read_store, write_key
 from reputable.runtime import host_domain, load_runtime
 from reputable.signing.algorithm import Algorithm
@@ -62,6 +62,12 @@ def test_new_key_never_overwrites(tmp_path: Path) -> None:
         != 0
     )
     assert "exists already" in err.getvalue()
+    err = io.StringIO()
+    assert (
+        new_command(config, "example.com", None, "ed25519", 0, False, out=io.StringIO(), err=err)
+        != 0
+    )
+    assert "keys rotate example.com" in err.getvalue()
     assert (tmp_path / "example.com" / "sel1.pem").read_bytes() == before
 
 
@@ -157,9 +163,7 @@ def test_record_values() -> None:
 
 
 def test_selectors() -> None:
-    assert default_selector(NOW, Algorithm.RSA_SHA256, set()) == "s2026-11"
-    assert default_selector(NOW, Algorithm.ED25519_SHA256, set()) == "e2026-11"
-    assert default_selector(NOW, Algorithm.RSA_SHA256, {"s2026-11", "s2026-11-2"}) == "s2026-11-3"
+
     assert is_valid_selector("s2026-11")
     assert is_valid_selector("mail.host1")
     assert not is_valid_selector("Bad_Selector")

@@ -632,7 +632,8 @@ class DnsServer:
         if query.edns > 0:
             response.set_rcode(dns.rcode.BADVERS)
             response.answer = []
-        full = response.to_wire()
+        # dnspython would refuse (TooBig) past the client's EDNS size; truncation is ours to do.
+        full = response.to_wire(max_size=65535)
         if transport == "udp":
             limit = (
                 min(max(query.payload, PLAIN_UDP_LIMIT), EDNS_PAYLOAD)

@@ -1,0 +1,386 @@
+"""`reputable keys rotate|activate|retire|list`: the key lifecycle at the command line. I/O edge.
+
+Each command reads the store under its lock, asks `lifecycle` (pure) what to
+do, and writes the resulting metadata atomically, one file per change.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import TextIO
+
+from reputable.config import Config, parse_domain
+from reputable.errors import ConfigError, Problem
+from reputable.keys.commands import bits_allowed, print_record
+from reputable.keys.dnscheck import DnsStatus, RecordCheck, check_key_record
+from reputable.keys.files import write_atomic
+from reputable.keys.lifecycle import (
+    Change,
+    Policy,
+    Refusal,
+    activation_candidates,
+    describe,
+    next_step,
+    plan_activation,
+    plan_retirement,
+    plan_rotation,
+    selector_for,
+    warnings,
+)
+from reputable.keys.locking import store_lock
+from reputable.keys.metadata import KeyMetadata, KeyState, dump_metadata, format_time
+from reputable.keys.publish import load_tsig_key, publish_txt, remove_txt
+from reputable.keys.record import record_name, record_value, split_strings
+from reputable.keys.store import (
+    StoredKey,
+    bits_of,
+    generate_private_key,
+    metadata_path,
+    read_store,
+    taken_selectors,
+    write_key,
+)
+from reputable.log import Field, emit, logger
+from reputable.resolver import build_resolver
+from reputable.runtime import signing_domains
+from reputable.signing.algorithm import Algorithm
+from reputable.signing.signature import SigningKey
+
+EX_USAGE = 64
+EX_FAILED = 1
+ALGORITHMS = {"rsa": Algorithm.RSA_SHA256, "ed25519": Algorithm.ED25519_SHA256}
+_log = logger("keys")
+
+
+def policy_of(config: Config) -> Policy:
+    return Policy(
+        grace=timedelta(seconds=config.keys.grace_s),
+        max_age=timedelta(seconds=config.keys.max_age_s),
+    )
+
+
+def load_keys(config: Config) -> list[StoredKey]:
+    contents = read_store(config.signing.keys)
+    if contents.problems:
+        raise ConfigError(list(contents.problems))
+    return list(contents.keys)
+
+
+def apply_changes(changes: Sequence[Change]) -> None:
+    """Write each key's new metadata, in order, each write atomic on its own."""
+    for change in changes:
+        write_atomic(metadata_path(change.key.path), dump_metadata(change.meta))
+        fields: dict[Field, object] = {
+            Field.EVENT: f"key_{change.meta.state.value}",
+            Field.DOMAIN: change.key.key.domain,
+            Field.SELECTOR: change.key.key.selector,
+            Field.ALGORITHM: change.key.key.algorithm,
+        }
+        emit(_log, logging.INFO, fields)
+
+
+def check_record(config: Config, stored: StoredKey) -> RecordCheck:
+    """Ask DNS (the domain's authoritative servers, or [keys] verify_nameservers) for the key's record."""
+    key = stored.key
+    return check_key_record(
+        key.selector,
+        key.domain,
+        record_value(key.algorithm, key.private_key),
+        build_resolver(config.dns),
+        config.keys.verify_nameservers,
+        config.dns.timeout_s,
+    )
+
+
+def _domain(config: Config, domain_arg: str | None) -> str:
+    return parse_domain(domain_arg) if domain_arg else signing_domains(config)[0]
+
+
+def rotate_command(
+    config: Config,
+    domain_arg: str | None,
+    algorithm_name: str,
+    bits: int,
+    publish: bool,
+    out: TextIO = sys.stdout,
+) -> int:
+    domain = _domain(config, domain_arg)
+    algorithm = ALGORITHMS[algorithm_name]
+    if not bits_allowed(algorithm, bits, "rotate", out):
+        return EX_USAGE
+    now = datetime.now(UTC)
+    root = config.signing.keys
+    with store_lock(root):
+        keys = load_keys(config)
+        refusal = plan_rotation(keys, domain, algorithm)
+        if refusal is not None:
+            print(f"reputable keys rotate: {refusal.reason}", file=out)
+            return EX_FAILED
+        host = socket.gethostname().split(".")[0].lower()
+        selector = selector_for(
+            now, algorithm, config.keys.selector, host, taken_selectors(root, domain)
+        )
+        private_key = generate_private_key(algorithm, bits)
+        meta = KeyMetadata(algorithm, bits_of(private_key), now, KeyState.PENDING, now)
+        path = write_key(root, domain, selector, private_key, meta)
+    stored = StoredKey(SigningKey(domain, selector, algorithm, private_key), meta, path)
+    print(f"Created pending key {path}; it does not sign until its DNS record is seen.", file=out)
+    print_record(stored, out)
+    if publish:
+        zone = publish_record(config, stored)
+        print(
+            f"Published {record_name(selector, domain)} TXT in zone {zone} by RFC 2136 update.",
+            file=out,
+        )
+    current = [
+        k
+        for k in keys
+        if k.key.domain == domain
+        and k.key.algorithm is algorithm
+        and k.meta.state is KeyState.ACTIVE
+    ]
+    print_next_steps(config, stored, current, publish, out)
+    return 0
+
+
+def print_next_steps(
+    config: Config, new: StoredKey, current: Sequence[StoredKey], published: bool, out: TextIO
+) -> None:
+    domain = new.key.domain
+    interval = config.keys.check_interval_s
+    print("Next:", file=out)
+    if not published:
+        print(f"  1. publish the record above in the DNS of {domain};", file=out)
+    print(
+        f"  {'2' if not published else '1'}. the milter checks the domain's name servers every {interval // 60 or 1} min "
+        f"and starts signing with {new.key.selector} once they all serve this record "
+        f"(or run `reputable keys activate {domain}` yourself);",
+        file=out,
+    )
+    for old in current:
+        days = config.keys.grace_s // 86400
+        print(
+            f"  then {old.key.selector} stops signing and keeps its record {days} days for mail still queued; "
+            f"`reputable keys list` says when it may go.",
+            file=out,
+        )
+
+
+def publish_record(config: Config, stored: StoredKey) -> str:
+    publish = config.keys.publish
+    if publish.server is None or publish.tsig_key_file is None:
+        raise ConfigError(
+            [
+                Problem(
+                    config.source,
+                    "keys.publish.server",
+                    '""',
+                    "a primary server and a tsig_key_file, to use --publish",
+                )
+            ]
+        )
+    key = stored.key
+    value = record_value(key.algorithm, key.private_key)
+    return publish_txt(
+        publish.server,
+        record_name(key.selector, key.domain),
+        split_strings(value),
+        publish.ttl,
+        load_tsig_key(publish.tsig_key_file),
+        zone=publish.zone,
+        resolver=build_resolver(config.dns),
+        timeout_s=max(config.dns.timeout_s, 5.0),
+    )
+
+
+def activate_pending(
+    config: Config, domain: str | None, now: datetime
+) -> list[tuple[StoredKey, Refusal | None]]:
+    """Activate every pending key (of `domain`) whose record is published; the outcome of each."""
+    outcomes: list[tuple[StoredKey, Refusal | None]] = []
+    with store_lock(config.signing.keys):
+        keys = load_keys(config)
+        for target in activation_candidates(keys, domain):
+            plan = plan_activation(target, keys, check_record(config, target), now)
+            if isinstance(plan, Refusal):
+                outcomes.append((target, plan))
+                continue
+            apply_changes(plan)
+            outcomes.append((target, None))
+            keys = load_keys(config)
+    return outcomes
+
+
+def activate_command(config: Config, domain_arg: str | None, out: TextIO = sys.stdout) -> int:
+    domain = parse_domain(domain_arg) if domain_arg else None
+    outcomes = activate_pending(config, domain, datetime.now(UTC))
+    if not outcomes:
+        print(f"no pending keys{' for ' + domain if domain else ''}: nothing to activate", file=out)
+        return 0
+    for stored, refusal in outcomes:
+        if refusal is None:
+            print(
+                f"{describe(stored)}: active; it signs from now on (the milter picks it up at once)",
+                file=out,
+            )
+        else:
+            print(refusal.reason, file=out)
+    return 0 if all(r is None for _, r in outcomes) else EX_FAILED
+
+
+def find_key(keys: Sequence[StoredKey], domain: str, selector: str) -> StoredKey | None:
+    return next((k for k in keys if k.key.domain == domain and k.key.selector == selector), None)
+
+
+def retire_command(
+    config: Config,
+    domain_arg: str,
+    selector: str,
+    force: bool,
+    revoke: bool,
+    publish: bool,
+    out: TextIO = sys.stdout,
+) -> int:
+    domain = parse_domain(domain_arg)
+    now = datetime.now(UTC)
+    with store_lock(config.signing.keys):
+        keys = load_keys(config)
+        target = find_key(keys, domain, selector)
+        if target is None:
+            print(
+                f"reputable keys retire: no key {domain} {selector} in {config.signing.keys}",
+                file=out,
+            )
+            return EX_USAGE
+        plan = plan_retirement(target, keys, now, policy_of(config), force=force)
+        if isinstance(plan, Refusal):
+            print(f"reputable keys retire: {plan.reason}", file=out)
+            return EX_FAILED
+        apply_changes([Change(target, replace(plan.meta, revoked=revoke))])
+    name = record_name(selector, domain)
+    if publish:
+        withdraw_record(config, target, revoke)
+        print(
+            f"{describe(target)}: retired; {name} {'revoked (empty p=)' if revoke else 'removed'} by RFC 2136 update.",
+            file=out,
+        )
+    elif revoke:
+        print(
+            f'{describe(target)}: retired. Replace its record with: {name} TXT "v=DKIM1; p="',
+            file=out,
+        )
+    else:
+        print(f"{describe(target)}: retired. Remove its DNS record {name} TXT now.", file=out)
+    return 0
+
+
+def withdraw_record(config: Config, stored: StoredKey, revoke: bool) -> None:
+    publish = config.keys.publish
+    if publish.server is None or publish.tsig_key_file is None:
+        raise ConfigError(
+            [
+                Problem(
+                    config.source,
+                    "keys.publish.server",
+                    '""',
+                    "a primary server and a tsig_key_file, to use --publish",
+                )
+            ]
+        )
+    tsig = load_tsig_key(publish.tsig_key_file)
+    name = record_name(stored.key.selector, stored.key.domain)
+    resolver = build_resolver(config.dns)
+    timeout = max(config.dns.timeout_s, 5.0)
+    if revoke:
+        publish_txt(
+            publish.server,
+            name,
+            ["v=DKIM1; p="],
+            publish.ttl,
+            tsig,
+            zone=publish.zone,
+            resolver=resolver,
+            timeout_s=timeout,
+        )
+    else:
+        remove_txt(
+            publish.server, name, tsig, zone=publish.zone, resolver=resolver, timeout_s=timeout
+        )
+
+
+def list_rows(
+    config: Config, domain: str | None, check_dns: bool, now: datetime
+) -> list[dict[str, object]]:
+    policy = policy_of(config)
+    rows: list[dict[str, object]] = []
+    for stored in load_keys(config):
+        if domain is not None and stored.key.domain != domain:
+            continue
+        wants_dns = check_dns and stored.meta.state is not KeyState.RETIRED
+        check = (
+            check_record(config, stored)
+            if wants_dns
+            else RecordCheck(DnsStatus.NOT_CHECKED, "not checked")
+        )
+        meta = stored.meta
+        rows.append(
+            {
+                "domain": stored.key.domain,
+                "selector": stored.key.selector,
+                "algorithm": stored.key.algorithm.value,
+                "bits": meta.bits,
+                "state": meta.state.value,
+                "created": format_time(meta.created),
+                "changed": format_time(meta.changed),
+                "age_days": (now - meta.created).days,
+                "dns": check.status.value,
+                "dns_detail": check.detail,
+                "next": next_step(stored, check, now, policy),
+                "warnings": warnings(stored, check, now, policy),
+            }
+        )
+    return rows
+
+
+def list_command(
+    config: Config, domain_arg: str | None, as_json: bool, check_dns: bool, out: TextIO = sys.stdout
+) -> int:
+    domain = parse_domain(domain_arg) if domain_arg else None
+    rows = list_rows(config, domain, check_dns, datetime.now(UTC))
+    if as_json:
+        print(json.dumps({"keys": rows}, indent=2), file=out)
+        return 0
+    if not rows:
+        print(f"no keys in {config.signing.keys}", file=out)
+        return 0
+    header = ("DOMAIN", "SELECTOR", "ALGORITHM", "BITS", "STATE", "AGE", "DNS")
+    table = [header] + [
+        (
+            str(r["domain"]),
+            str(r["selector"]),
+            str(r["algorithm"]),
+            str(r["bits"]),
+            str(r["state"]),
+            f"{r['age_days']}d",
+            str(r["dns"]),
+        )
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    for index, line in enumerate(table):
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip(),
+            file=out,
+        )
+        if index:
+            row = rows[index - 1]
+            print(f"    next: {row['next']}", file=out)
+            for warning in row["warnings"]:  # type: ignore[attr-defined]
+                print(f"    warning: {warning}", file=out)
+    return 0

@@ -1,0 +1,63 @@
+"""The one place that builds a dnspython resolver from `[dns]`. I/O (reads /etc/resolv.conf).
+
+Everything in reputable that looks a name up recursively gets its resolver
+here, so that `[dns] nameservers` and `timeout` apply everywhere (and tests
+can point every lookup at their own server).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dns.exception
+import dns.nameserver
+import dns.resolver
+
+from reputable.config import DnsConfig
+from reputable.errors import ConfigError, Problem
+
+RESOLV_CONF = Path("/etc/resolv.conf")
+
+# RFC 6891 §6.2.5 and DNS Flag Day 2020: 1232 bytes avoids IP fragmentation
+# on any path; a 2048-bit DKIM key record (about 450 bytes) fits easily and a
+# larger answer comes with TC set, so dnspython retries it over TCP.
+EDNS_PAYLOAD = 1232
+
+# A dead first server must not use up the whole bound of a lookup: each try
+# gets an equal share of `timeout` among at most this many servers.
+_SHARED_TRIES = 3
+
+
+def build_resolver(config: DnsConfig, *, resolv_conf: Path = RESOLV_CONF) -> dns.resolver.Resolver:
+    """A stub resolver asking `config.nameservers` (each with its port), else resolv.conf's.
+
+    `lifetime` (the bound on one lookup, all retries included) is
+    `config.timeout_s`; one try at one server gets an equal share of it. The
+    resolver never appends search domains: names are taken as absolute.
+    Raises ConfigError when no nameserver is configured anywhere.
+    """
+    if config.nameservers:
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = [
+            dns.nameserver.Do53Nameserver(ns.host, ns.port) for ns in config.nameservers
+        ]
+    else:
+        try:
+            resolver = dns.resolver.Resolver(filename=str(resolv_conf), configure=True)
+        except (dns.exception.DNSException, ValueError) as exc:
+            raise ConfigError(
+                [
+                    Problem(
+                        str(resolv_conf),
+                        "nameserver",
+                        f"none usable ({exc})",
+                        'a "nameserver IP" line there, or [dns] nameservers = ["192.0.2.53"]',
+                    )
+                ]
+            ) from None
+    resolver.search = []
+    resolver.use_search_by_default = False
+    resolver.lifetime = config.timeout_s
+    resolver.timeout = config.timeout_s / max(1, min(len(resolver.nameservers), _SHARED_TRIES))
+    resolver.use_edns(0, 0, EDNS_PAYLOAD)
+    return resolver
