@@ -1,7 +1,10 @@
 #!/bin/sh
 # Install the Debian packages named as arguments when any is missing.
-# Postfix is preseeded to "No configuration" so that installing it never
-# starts or configures a system mail server.
+# Installing must never start or configure a system service: Postfix is
+# preseeded to "No configuration", a policy-rc.d forbids starting daemons
+# during the install, and the services of packages installed here only for
+# the tests (Postfix, OpenDKIM, knot) are disabled after: the tests start
+# their own instances from private directories.
 set -eu
 missing=""
 for pkg in "$@"; do
@@ -12,6 +15,21 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 echo "installing Debian packages:$missing"
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+policy=/usr/sbin/policy-rc.d
+own_policy=""
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    own_policy=1
+fi
+trap '[ -n "$own_policy" ] && $SUDO rm -f "$policy"' EXIT
 $SUDO apt-get update -q
 # shellcheck disable=SC2086
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    for service in postfix opendkim knot; do
+        case " $missing " in
+        *" $service "*) $SUDO systemctl disable --now "$service.service" >/dev/null 2>&1 || true ;;
+        esac
+    done
+fi
