@@ -95,6 +95,25 @@ def plan_activation(
     return changes
 
 
+def plan_repairs(keys: Sequence[StoredKey], now: datetime) -> list[Change]:
+    """Finish an activation cut short (a crash between its writes): one active key per slot.
+
+    Of several active keys of one domain and algorithm, the newest (the last
+    activated) signs; the others become retiring, as the activation meant.
+    """
+    changes: list[Change] = []
+    slots: dict[tuple[str, Algorithm], list[StoredKey]] = {}
+    for stored in keys:
+        if stored.meta.state is KeyState.ACTIVE:
+            slots.setdefault((stored.key.domain, stored.key.algorithm), []).append(stored)
+    for active in slots.values():
+        newest = max(active, key=lambda k: (k.meta.changed, k.key.selector))
+        changes.extend(
+            Change(k, k.meta.entering(KeyState.RETIRING, now)) for k in active if k is not newest
+        )
+    return changes
+
+
 def grace_ends(stored: StoredKey, policy: Policy) -> datetime | None:
     since = stored.meta.retiring
     return since + policy.grace if since is not None else None

@@ -28,6 +28,7 @@ from reputable.keys.lifecycle import (
     describe,
     next_step,
     plan_activation,
+    plan_repairs,
     plan_retirement,
     plan_rotation,
     selector_for,
@@ -206,6 +207,10 @@ def activate_pending(
     outcomes: list[tuple[StoredKey, Refusal | None]] = []
     with store_lock(config.signing.keys):
         keys = load_keys(config)
+        repairs = plan_repairs(keys, now)
+        if repairs:
+            apply_changes(repairs)
+            keys = load_keys(config)
         for target in activation_candidates(keys, domain):
             plan = plan_activation(target, keys, check_record(config, target), now)
             if isinstance(plan, Refusal):

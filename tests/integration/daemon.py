@@ -39,6 +39,7 @@ class MilterDaemon:
     internal_hosts: list[str] = field(default_factory=lambda: ["127.0.0.1/32", "::1"])
     port: int = field(default_factory=free_port)
     listen: str = ""  # libmilter form; empty: inet on 127.0.0.1:<port>
+    extra: str = ""  # more TOML sections for the config file
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -76,7 +77,7 @@ class MilterDaemon:
             f"internal_hosts = {toml_list(self.internal_hosts)}\n"
             "[log]\n"
             f'target = "{self.log_path}"\n'
-            'level = "debug"\n'
+            'level = "debug"\n' + self.extra
         )
 
     def start(self) -> MilterDaemon:

@@ -16,6 +16,7 @@ from reputable.keys.lifecycle import (
     activation_candidates,
     next_step,
     plan_activation,
+    plan_repairs,
     plan_retirement,
     plan_rotation,
     selector_for,
@@ -170,3 +171,11 @@ def test_activation_candidates() -> None:
     keys = [OLD, NEW, other_pending]
     assert activation_candidates(keys, None) == [NEW, other_pending]
     assert activation_candidates(keys, "example.net") == [other_pending]
+
+
+def test_repairs_finish_an_interrupted_activation() -> None:
+    later = T0 + timedelta(days=30)
+    new_active = key("s2", KeyState.ACTIVE, created=later)
+    changes = plan_repairs([OLD, new_active, ED_OLD, OTHER_DOMAIN], later)
+    assert [(c.key.key.selector, c.meta.state) for c in changes] == [("s1", KeyState.RETIRING)]
+    assert plan_repairs([OLD, ED_OLD, OTHER_DOMAIN, NEW], later) == []
