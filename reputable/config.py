@@ -25,6 +25,25 @@ DEFAULT_PATH = Path("/etc/reputable/reputable.toml")
 ENV_VAR = "REPUTABLE_CONFIG"
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class Mode(StrEnum):
+    ENFORCE = "enforce"
+    MONITOR = "monitor"  # every action only logged
+
+
+class Action(StrEnum):
+    """What happens to outbound mail when a check fails; ordered by severity in SEVERITY."""
+
+    ACCEPT = "accept"
+    FLAG = "flag"
+    HOLD = "hold"
+    TEMPFAIL = "tempfail"
+    REJECT = "reject"
+
+
+SEVERITY = {Action.ACCEPT: 0, Action.FLAG: 1, Action.HOLD: 2, Action.TEMPFAIL: 3, Action.REJECT: 4}
 
 
 class OnError(StrEnum):
@@ -109,6 +128,7 @@ class MilterConfig:
     socket_mode: int = 0o660
     on_error: OnError = OnError.TEMPFAIL
     timeout_s: int = 600
+    mode: Mode = Mode.ENFORCE
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +163,39 @@ class Nameserver:
 @dataclass(frozen=True, slots=True)
 class DnsConfig:
     nameservers: tuple[Nameserver, ...] = ()  # empty: /etc/resolv.conf
+    dnsbl_nameservers: tuple[Nameserver, ...] = ()  # empty: the same as nameservers
     timeout_s: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class HostConfig:
+    sending_ips: tuple[IPAddress, ...] = ()  # empty: detected
+    helo_name: str = ""  # empty: Postfix's smtp_helo_name / myhostname, else the FQDN
+
+
+DEFAULT_DNSBLS = ("zen.spamhaus.org", "bl.spamcop.net", "psbl.surriel.com")
+
+
+@dataclass(frozen=True, slots=True)
+class ChecksConfig:
+    dnsbl: tuple[str, ...] = DEFAULT_DNSBLS
+    dnsbl_domains: tuple[
+        str, ...
+    ] = ()  # domain lists (e.g. dbl.spamhaus.org) for the signing domains
+    refresh_s: int = 300
+    port25_target: str = "gmail-smtp-in.l.google.com:25"
+    port25_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ActionsConfig:
+    ptr: Action = Action.HOLD
+    dnsbl: Action = Action.HOLD
+    spf_fail: Action = Action.HOLD
+    spf_softfail: Action = Action.FLAG
+    dmarc_unaligned: Action = Action.FLAG
+    dkim_record: Action = Action.HOLD
+    dns_error: Action = Action.ACCEPT
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +228,9 @@ class Config:
     milter: MilterConfig = field(default_factory=MilterConfig)
     signing: SigningConfig = field(default_factory=SigningConfig)
     trust: TrustConfig = field(default_factory=TrustConfig)
+    host: HostConfig = field(default_factory=HostConfig)
+    checks: ChecksConfig = field(default_factory=ChecksConfig)
+    actions: ActionsConfig = field(default_factory=ActionsConfig)
     dns: DnsConfig = field(default_factory=DnsConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -312,6 +367,26 @@ def parse_nameserver(value: Any) -> Nameserver:
     return Nameserver(host, int(port))
 
 
+def _ip_address(value: Any) -> IPAddress:
+    try:
+        return ipaddress.ip_address(_string(value))
+    except ValueError:
+        raise ValueError('an IP address such as "203.0.113.5" or "2001:db8::25"') from None
+
+
+def _hostname(value: Any) -> str:
+    text = _string(value)
+    return parse_domain(text) if text else ""
+
+
+def _host_port(value: Any) -> str:
+    text = _string(value)
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError('a host and port such as "gmail-smtp-in.l.google.com:25"')
+    return text
+
+
 def _optional_nameserver(value: Any) -> Nameserver | None:
     return parse_nameserver(value) if _string(value) else None
 
@@ -394,6 +469,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, Parser]]] = {
         "socket_mode": ("socket_mode", _socket_mode),
         "on_error": ("on_error", _enum(OnError)),
         "timeout": ("timeout_s", _seconds),
+        "mode": ("mode", _enum(Mode)),
     },
     "signing": {
         "domains": ("domains", _list_of(parse_domain)),
@@ -407,8 +483,32 @@ _SCHEMA: dict[str, dict[str, tuple[str, Parser]]] = {
         "internal_hosts": ("internal_hosts", _list_of(_network)),
         "authenticated": ("authenticated", _boolean),
     },
+    "host": {
+        "sending_ips": ("sending_ips", _list_of(_ip_address)),
+        "helo_name": ("helo_name", _hostname),
+    },
+    "checks": {
+        "dnsbl": ("dnsbl", _list_of(parse_domain)),
+        "dnsbl_domains": ("dnsbl_domains", _list_of(parse_domain)),
+        "refresh": ("refresh_s", _seconds),
+        "port25_target": ("port25_target", _host_port),
+        "port25_timeout": ("port25_timeout_s", _timeout),
+    },
+    "actions": {
+        name: (name, _enum(Action))
+        for name in (
+            "ptr",
+            "dnsbl",
+            "spf_fail",
+            "spf_softfail",
+            "dmarc_unaligned",
+            "dkim_record",
+            "dns_error",
+        )
+    },
     "dns": {
         "nameservers": ("nameservers", _list_of(parse_nameserver)),
+        "dnsbl_nameservers": ("dnsbl_nameservers", _list_of(parse_nameserver)),
         "timeout": ("timeout_s", _timeout),
     },
     "keys": {
@@ -434,6 +534,9 @@ _SECTION_TYPES: dict[str, type[Any]] = {
     "milter": MilterConfig,
     "signing": SigningConfig,
     "trust": TrustConfig,
+    "host": HostConfig,
+    "checks": ChecksConfig,
+    "actions": ActionsConfig,
     "dns": DnsConfig,
     "keys": KeysConfig,
     "keys.publish": PublishConfig,
