@@ -38,6 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config(sign)
 
+    check = commands.add_parser(
+        "check", help="the deliverability checklist for this host and its domains"
+    )
+    _add_config(check)
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+
+    _add_keys_commands(commands)
+    return parser
+
+
+def _add_keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     keys = commands.add_parser("keys", help="DKIM key store")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
     new = key_commands.add_parser("new", help="create a key and print its DNS record")
@@ -110,7 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
     importing.add_argument(
         "--dry-run", action="store_true", help="show what would be imported; write nothing"
     )
-    return parser
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -124,6 +134,10 @@ def run(args: argparse.Namespace) -> int:
         from reputable.milter.server import serve
 
         return serve(_load(args), lambda: load_config(args.config))
+    if args.command == "check":
+        from reputable.checklist import check_command
+
+        return check_command(_load(args), args.json)
     if args.command == "sign":
         from reputable.filter import sign_stream
 

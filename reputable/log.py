@@ -47,6 +47,15 @@ class Field(StrEnum):
     VERSION = "version"
     KEYS = "keys"
     POSTFIX = "postfix"
+    CHECK = "check"
+    CHECKS = "checks"
+    SPF = "spf"
+    PTR = "ptr"
+    DNSBL = "dnsbl"
+    DMARC = "dmarc"
+    WOULD_BE = "would_be"
+    IPS = "ips"
+    HELO = "helo"
 
 
 def logger(subsystem: str) -> logging.Logger:

@@ -7,6 +7,7 @@ can point every lookup at their own server).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import dns.exception
@@ -61,3 +62,16 @@ def build_resolver(config: DnsConfig, *, resolv_conf: Path = RESOLV_CONF) -> dns
     resolver.timeout = config.timeout_s / max(1, min(len(resolver.nameservers), _SHARED_TRIES))
     resolver.use_edns(0, 0, EDNS_PAYLOAD)
     return resolver
+
+
+def build_dnsbl_resolver(
+    config: DnsConfig, *, resolv_conf: Path = RESOLV_CONF
+) -> dns.resolver.Resolver:
+    """The resolver for DNSBL queries: `config.dnsbl_nameservers`, else as `build_resolver`.
+
+    Kept apart because the big lists refuse or mislead public resolvers
+    (Spamhaus answers 127.255.255.254 through 8.8.8.8), while record checks
+    may well use one.
+    """
+    servers = config.dnsbl_nameservers or config.nameservers
+    return build_resolver(dataclasses.replace(config, nameservers=servers), resolv_conf=resolv_conf)

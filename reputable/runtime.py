@@ -7,6 +7,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reputable.config import Config
 from reputable.errors import ConfigError
@@ -14,6 +15,9 @@ from reputable.keys.keyring import Keyring, build_keyring, missing_algorithms
 from reputable.keys.store import read_store
 from reputable.log import Field, emit, logger
 from reputable.signing.signer import SigningPolicy
+
+if TYPE_CHECKING:
+    from reputable.reputation import Reputation
 
 _log = logger("keys")
 
@@ -94,6 +98,7 @@ class RuntimeHolder:
 
     def __init__(self, runtime: Runtime) -> None:
         self.current = runtime
+        self.reputation: Reputation | None = None  # the gate's engine, when the milter runs one
         self._sessions = 0
         self._lock = threading.Lock()
 

@@ -30,6 +30,7 @@ from reputable.keys.record import record_value, zone_file_line
 from reputable.keywatch import KeyWatcher
 from reputable.log import Field, configure_logging, emit, logger
 from reputable.milter.session import Session
+from reputable.reputation import Reputation
 from reputable.runtime import Runtime, RuntimeHolder, load_runtime
 
 _log = logger("milter")
@@ -87,7 +88,7 @@ def open_socket(config: Config) -> None:
 
 def register(holder: RuntimeHolder) -> None:
     Milter.factory = lambda: Session(holder)
-    libmilter.set_flags(Milter.ADDHDRS)
+    libmilter.set_flags(Milter.ADDHDRS | Milter.QUARANTINE | Milter.SETSYMLIST)
     libmilter.set_connect_callback(Milter.connect_callback)
     libmilter.set_envfrom_callback(lambda ctx, *b: ctx.getpriv().envfrom_bytes(*b))
     libmilter.set_header_callback(lambda ctx, f, v: ctx.getpriv().header_bytes(f, v))
@@ -189,6 +190,7 @@ def serve(config: Config, reload_config: Callable[[], Config]) -> int:
     worker = threading.Thread(target=run, name="libmilter", daemon=True)
     worker.start()
     KeyWatcher(holder, stopping).start()
+    start_reputation(holder)
     while worker.is_alive() and not stopping.is_set():
         worker.join(0.5)
     if failure and not stopping.is_set():
@@ -205,6 +207,16 @@ def drain(holder: RuntimeHolder, grace_s: float) -> None:
         time.sleep(0.05)
 
 
+def start_reputation(holder: RuntimeHolder) -> None:
+    """(Re)start the gate's engine for the current configuration; the old one stops."""
+    old = holder.reputation
+    engine = Reputation(holder)
+    engine.start()
+    holder.reputation = engine
+    if old is not None:
+        old.stop()
+
+
 def reload(holder: RuntimeHolder, reload_config: Callable[[], Config]) -> None:
     """Build a new Runtime from the files; on any problem keep running with the old one."""
     try:
@@ -219,4 +231,5 @@ def reload(holder: RuntimeHolder, reload_config: Callable[[], Config]) -> None:
         emit(_log, logging.WARNING, {Field.EVENT: "reload", Field.DETAIL: detail})
     configure_logging(config.log)
     holder.replace(runtime)
+    start_reputation(holder)
     announce(runtime, "reloaded")

@@ -19,14 +19,17 @@ from typing import Any, TypeVar
 
 import Milter
 
-from reputable.config import OnError
+from reputable.config import Action, OnError
+from reputable.gate import GateDecision, decide_gate, summary_fields
 from reputable.log import Field, emit, logger
 from reputable.policy import Envelope, Source, Verdict, classify_source, decide
+from reputable.reputation import MessageFacts
 from reputable.runtime import Runtime, RuntimeHolder
 from reputable.signing.headers import HeaderField
 from reputable.signing.signer import MessageSigner
 
 _log = logger("milter")
+WARNING_HEADER = "X-Reputable-Warning"
 F = TypeVar("F", bound=Callable[..., int])
 
 # Postfix's cleanup(8) presents mail from sendmail/pickup (non_smtpd_milters)
@@ -40,7 +43,10 @@ class Message:
 
     runtime: Runtime
     auth_user: str | None
+    mail_from_domain: str = ""
     queue_id: str = "-"
+    gate: GateDecision | None = None
+    facts: MessageFacts | None = None
     fields: list[HeaderField] = field(default_factory=list)
     verdict: Verdict | None = None
     signer: MessageSigner | None = None
@@ -116,7 +122,7 @@ class Session(Milter.Base):
     @_boundary
     def envfrom(self, mailfrom: str, *params: str) -> int:
         auth = self.getsymval("{auth_authen}")
-        self.message = Message(self.holder.current, auth or None)
+        self.message = Message(self.holder.current, auth or None, envelope_domain(mailfrom))
         return Milter.CONTINUE
 
     @_boundary
@@ -143,29 +149,67 @@ class Session(Milter.Base):
         from_values = [f.value for f in message.fields if f.key == b"from"]
         verdict = decide(source, from_values, message.runtime.domains, message.runtime.keyring)
         message.verdict = verdict
-        if not verdict.keys:
+        if verdict.source is not Source.EXTERNAL:
+            self.judge(message, verdict)
+        gate = message.gate
+        if gate is not None and gate.action in (Action.REJECT, Action.TEMPFAIL):
+            return self.refuse(gate)
+        if not verdict.keys and (gate is None or gate.action is Action.ACCEPT):
             self.log_message("accept", verdict)
             self.message = None
-            return Milter.ACCEPT  # nothing to sign: skip the body entirely
-        message.signer = MessageSigner(verdict.keys, message.runtime.policy)
-        for header in message.fields:
-            message.signer.header(header)
+            return Milter.ACCEPT  # nothing to sign or mark: skip the body entirely
+        if verdict.keys:
+            message.signer = MessageSigner(verdict.keys, message.runtime.policy)
+            for header in message.fields:
+                message.signer.header(header)
         return Milter.CONTINUE
+
+    def judge(self, message: Message, verdict: Verdict) -> None:
+        """Run the reputation gate for an outbound message (host snapshot, SPF, DMARC)."""
+        reputation = self.holder.reputation
+        if reputation is None:
+            return
+        facts = reputation.facts(message.mail_from_domain, verdict.from_domain, verdict.keys)
+        config = message.runtime.config
+        message.facts = facts
+        message.gate = decide_gate(facts.findings, config.actions, config.milter.mode)
+
+    def refuse(self, gate: GateDecision) -> int:
+        """Answer 5xx or 4xx at the end of headers: the body need not be sent."""
+        assert self.message is not None and self.message.verdict is not None
+        if gate.action is Action.REJECT:
+            self.setreply("550", "5.7.1", gate.reply("mail refused"))
+            answer = Milter.REJECT
+        else:
+            self.setreply("451", "4.7.1", gate.reply("try again later"))
+            answer = Milter.TEMPFAIL
+        self.log_message(gate.action.value, self.message.verdict)
+        self.message = None
+        return answer
 
     @_boundary
     def body(self, chunk: bytes) -> int:
-        assert self.message is not None and self.message.signer is not None
-        self.message.signer.body(chunk)
+        assert self.message is not None
+        if self.message.signer is not None:
+            self.message.signer.body(chunk)
         return Milter.CONTINUE
 
     @_boundary
     def eom(self) -> int:
         message = self.message
-        assert message is not None and message.signer is not None and message.verdict is not None
+        assert message is not None and message.verdict is not None
         message.queue_id = self.getsymval("i") or message.queue_id
-        for signature in reversed(message.signer.signatures(int(time.time()))):
-            self.addheader(signature.name.decode("ascii"), _milter_value(signature.value), 0)
-        self.log_message("accept", message.verdict)
+        if message.signer is not None:
+            for signature in reversed(message.signer.signatures(int(time.time()))):
+                self.addheader(signature.name.decode("ascii"), _milter_value(signature.value), 0)
+        gate = message.gate
+        action = gate.action if gate is not None else Action.ACCEPT
+        if gate is not None and action is Action.FLAG:
+            self.addheader(WARNING_HEADER, " " + gate.warning(), -1)
+        if gate is not None and action is Action.HOLD:
+            # Postfix moves the message to its hold queue: nothing is lost (postsuper -H releases it).
+            self.quarantine(gate.reply("held"))
+        self.log_message(action.value, message.verdict)
         self.message = None
         return Milter.ACCEPT
 
@@ -195,7 +239,8 @@ class Session(Milter.Base):
         return Milter.TEMPFAIL
 
     def log_message(self, action: str, verdict: Verdict | None, reason: str | None = None) -> None:
-        spent = self.message.spent_s if self.message else 0.0
+        message = self.message
+        spent = message.spent_s if message else 0.0
         signed = ",".join(f"{k.domain}/{k.selector}" for k in verdict.keys) if verdict else ""
         fields: dict[Field, object] = {
             Field.QUEUE_ID: self.message.queue_id if self.message else "-",
@@ -205,9 +250,30 @@ class Session(Milter.Base):
             Field.FROM_DOMAIN: (verdict.from_domain if verdict else None) or "-",
             Field.DKIM: signed or "none",
             Field.REASON: reason or (verdict.reason if verdict else None),
-            Field.MS: f"{spent * 1000:.2f}",
         }
+        if message is not None and message.facts is not None and message.gate is not None:
+            fields.update(gate_fields(message.facts, message.gate))
+        fields[Field.MS] = f"{spent * 1000:.2f}"
         emit(_log, logging.INFO, fields)
+
+
+def gate_fields(facts: MessageFacts, gate: GateDecision) -> dict[Field, object]:
+    words = summary_fields(facts.findings)
+    return {
+        Field.SPF: facts.spf,
+        Field.PTR: words.get("ptr", "-") if facts.host_ready else "unknown",
+        Field.DNSBL: words.get("dnsbl", "-") if facts.host_ready else "unknown",
+        Field.DMARC: words.get("dmarc", "-"),
+        Field.CHECKS: gate.failed_checks or None,
+        Field.WOULD_BE: gate.would_be,
+    }
+
+
+def envelope_domain(mailfrom: str) -> str:
+    """The domain of the MAIL FROM address ("" for the null sender <>)."""
+    address = mailfrom.strip().removeprefix("<").removesuffix(">")
+    _, at, domain = address.rpartition("@")
+    return domain.lower().rstrip(".") if at else ""
 
 
 def _milter_value(value: bytes) -> str:

@@ -10,6 +10,7 @@ TEMPFAIL: int
 REJECT: int
 ADDHDRS: int
 QUARANTINE: int
+SETSYMLIST: int
 ALL_OPTS: int
 M_CONNECT: int
 M_HELO: int

@@ -34,12 +34,16 @@ class MilterDaemon:
     workdir: Path
     keys: Path
     domains: list[str]
+    dns: tuple[str, int]  # [dns] nameservers: the test DNS server, never the system's
     algorithms: list[str] = field(default_factory=lambda: ["rsa-sha256"])
     canonicalization: str = "relaxed/relaxed"
     internal_hosts: list[str] = field(default_factory=lambda: ["127.0.0.1/32", "::1"])
     port: int = field(default_factory=free_port)
     listen: str = ""  # libmilter form; empty: inet on 127.0.0.1:<port>
     extra: str = ""  # more TOML sections for the config file
+    # The gate only logs by default here: signing tests are not about the host's reputation.
+    mode: str = "monitor"
+    sending_ips: list[str] = field(default_factory=lambda: ["192.0.2.25"])
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -68,6 +72,7 @@ class MilterDaemon:
             f'socket = "{self.libmilter_socket}"\n'
             # Postfix's smtpd runs as the postfix user: let it reach a unix socket.
             'socket_mode = "0666"\n'
+            f'mode = "{self.mode}"\n'
             "[signing]\n"
             f"domains = {toml_list(self.domains)}\n"
             f'keys = "{self.keys}"\n'
@@ -75,7 +80,10 @@ class MilterDaemon:
             f'canonicalization = "{self.canonicalization}"\n'
             "[trust]\n"
             f"internal_hosts = {toml_list(self.internal_hosts)}\n"
-            "[log]\n"
+            "[host]\n"
+            f"sending_ips = {toml_list(self.sending_ips)}\n"
+            + f'[dns]\nnameservers = ["{self.dns[0]}:{self.dns[1]}"]\ntimeout = "1s"\n'
+            + "[log]\n"
             f'target = "{self.log_path}"\n'
             'level = "debug"\n' + self.extra
         )

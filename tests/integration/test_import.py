@@ -132,6 +132,7 @@ def test_imported_opendkim_keys_sign_mail_that_verifies(
         milter_dir,
         store,
         lines["signing"]["domains"],
+        dns_server.address,
         algorithms=lines["signing"]["algorithms"],
         canonicalization=lines["signing"]["canonicalization"],
         internal_hosts=lines["trust"]["internal_hosts"],

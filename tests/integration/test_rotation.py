@@ -109,11 +109,8 @@ def rotation(dns_server: DnsServer, tmp_path: Path) -> Iterator[Rotation]:
         dns_server.set_records(DOMAIN, "NS", [f"{knot.ns_name}."])
         dns_server.set_a(knot.ns_name, knot.host)
         keys_dir = tmp_path / "keys"
-        milter = MilterDaemon(tmp_path, keys_dir, [DOMAIN])
+        milter = MilterDaemon(tmp_path, keys_dir, [DOMAIN], dns_server.address)
         milter.extra = (
-            "[dns]\n"
-            f'nameservers = ["{dns_server.address[0]}:{dns_server.address[1]}"]\n'
-            'timeout = "2s"\n'
             "[keys]\n"
             f'grace = "{GRACE_S}s"\n'
             'check_interval = "1s"\n'

@@ -316,7 +316,9 @@ class DnsServer:
             )
         if not rrset:
             raise ValueError("set_records needs at least one rdata; use remove() to delete")
-        rrset.update_ttl(self.default_ttl if ttl is None else ttl)
+        rrset.ttl = (
+            self.default_ttl if ttl is None else ttl
+        )  # update_ttl keeps the smaller of the two: 0 for a new rrset
         with self._lock:
             node = self._zone.setdefault(owner, {})
             if rtype == dns.rdatatype.CNAME:
