@@ -34,8 +34,8 @@ from reputable.snapshot import collect_host_findings
 
 EXIT = {Status.OK: 0, Status.WARN: 1, Status.FAIL: 2}
 ORDER = (
-    "host",
     "dns",
+    "host",
     "static_ip",
     "ptr",
     "ptr_generic",
@@ -60,6 +60,17 @@ def dns_reachable(resolver: dns.resolver.Resolver) -> Finding:
             Status.FAIL,
             summary,
             "check the network and /etc/resolv.conf or [dns] nameservers",
+        )
+    except dns.resolver.NXDOMAIN:
+        summary = (
+            "the resolver says the DNS root does not exist: it cannot see the internet's DNS, "
+            "so every lookup below is unreliable (a listing or a PTR may just not be visible)"
+        )
+        return Finding(
+            "dns",
+            Status.FAIL,
+            summary,
+            "use a working recursive resolver in /etc/resolv.conf or [dns] nameservers",
         )
     except dns.exception.DNSException as exc:
         return Finding("dns", Status.WARN, f"DNS answered oddly for the root zone: {exc}", "")
@@ -118,12 +129,12 @@ def run_checks(config: Config) -> list[Finding]:
         interpret_port25(query_port25(config.checks.port25_target, config.checks.port25_timeout_s))
     )
     findings += domain_findings(config, runtime, identity, resolver)
-    return sorted(
-        findings,
-        key=lambda f: (
-            ORDER.index(f.id.split(".", 1)[0]) if f.id.split(".", 1)[0] in ORDER else len(ORDER)
-        ),
-    )
+    return sorted(findings, key=family_rank)
+
+
+def family_rank(finding: Finding) -> int:
+    family = finding.id.split(".", 1)[0]
+    return ORDER.index(family) if family in ORDER else len(ORDER)
 
 
 def render_text(findings: Sequence[Finding], out: TextIO) -> None:
