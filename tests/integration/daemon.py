@@ -44,6 +44,7 @@ class MilterDaemon:
     # The gate only logs by default here: signing tests are not about the host's reputation.
     mode: str = "monitor"
     sending_ips: list[str] = field(default_factory=lambda: ["192.0.2.25"])
+    helo_name: str = "mta.example.com"
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -82,6 +83,7 @@ class MilterDaemon:
             f"internal_hosts = {toml_list(self.internal_hosts)}\n"
             "[host]\n"
             f"sending_ips = {toml_list(self.sending_ips)}\n"
+            f'helo_name = "{self.helo_name}"\n'
             + f'[dns]\nnameservers = ["{self.dns[0]}:{self.dns[1]}"]\ntimeout = "1s"\n'
             + "[log]\n"
             f'target = "{self.log_path}"\n'

@@ -306,7 +306,9 @@ def test_bad_config_on_reload_keeps_the_old_one(world: World) -> None:
     world.milter.config_path.write_text('[milter]\nsocket = "nonsense"\n')
     try:
         world.milter.reload()
-        reloads = [e for e in world.milter.lines() if e.get("event") in ("reloaded", "reload_failed")]
+        reloads = [
+            e for e in world.milter.lines() if e.get("event") in ("reloaded", "reload_failed")
+        ]
         assert reloads[-1]["event"] == "reload_failed"
         message_id, data = message()
         world.send(data)
