@@ -80,6 +80,7 @@ def run_message(
     auth: str | None = None,
     hostname: str = "client.example",
     port: int = 40000,
+    mail_from: str = "<alice@example.com>",
     headers: list[tuple[str, bytes]] = HEADERS,
     body: bytes = BODY,
 ) -> list[int]:
@@ -90,7 +91,7 @@ def run_message(
     if auth:
         ctx._setsymval("{auth_authen}", auth)
     ctx._setsymval("i", "4Xy1")
-    answers.append(ctx._envfrom("<alice@example.com>"))
+    answers.append(ctx._envfrom(mail_from))
     answers.append(ctx._data())
     for name, value in headers:
         answers.append(ctx._priv.header_bytes(name, value))
