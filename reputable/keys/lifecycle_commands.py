@@ -173,30 +173,36 @@ def print_next_steps(
         )
 
 
-def publish_record(config: Config, stored: StoredKey) -> str:
+def update_record(config: Config, stored: StoredKey, strings: Sequence[str] | None) -> str:
+    """Replace the key's TXT record with `strings` (None: remove it) by RFC 2136; the zone used."""
     publish = config.keys.publish
     if publish.server is None or publish.tsig_key_file is None:
-        raise ConfigError(
-            [
-                Problem(
-                    config.source,
-                    "keys.publish.server",
-                    '""',
-                    "a primary server and a tsig_key_file, to use --publish",
-                )
-            ]
+        allowed = "a primary server and a tsig_key_file, to use --publish"
+        raise ConfigError([Problem(config.source, "keys.publish.server", '""', allowed)])
+    tsig = load_tsig_key(publish.tsig_key_file)
+    name = record_name(stored.key.selector, stored.key.domain)
+    resolver = build_resolver(config.dns)
+    timeout = max(config.dns.timeout_s, 5.0)
+    if strings is None:
+        return remove_txt(
+            publish.server, name, tsig, zone=publish.zone, resolver=resolver, timeout_s=timeout
         )
-    key = stored.key
-    value = record_value(key.algorithm, key.private_key)
     return publish_txt(
         publish.server,
-        record_name(key.selector, key.domain),
-        split_strings(value),
+        name,
+        strings,
         publish.ttl,
-        load_tsig_key(publish.tsig_key_file),
+        tsig,
         zone=publish.zone,
-        resolver=build_resolver(config.dns),
-        timeout_s=max(config.dns.timeout_s, 5.0),
+        resolver=resolver,
+        timeout_s=timeout,
+    )
+
+
+def publish_record(config: Config, stored: StoredKey) -> str:
+    key = stored.key
+    return update_record(
+        config, stored, split_strings(record_value(key.algorithm, key.private_key))
     )
 
 
@@ -286,37 +292,7 @@ def retire_command(
 
 
 def withdraw_record(config: Config, stored: StoredKey, revoke: bool) -> None:
-    publish = config.keys.publish
-    if publish.server is None or publish.tsig_key_file is None:
-        raise ConfigError(
-            [
-                Problem(
-                    config.source,
-                    "keys.publish.server",
-                    '""',
-                    "a primary server and a tsig_key_file, to use --publish",
-                )
-            ]
-        )
-    tsig = load_tsig_key(publish.tsig_key_file)
-    name = record_name(stored.key.selector, stored.key.domain)
-    resolver = build_resolver(config.dns)
-    timeout = max(config.dns.timeout_s, 5.0)
-    if revoke:
-        publish_txt(
-            publish.server,
-            name,
-            ["v=DKIM1; p="],
-            publish.ttl,
-            tsig,
-            zone=publish.zone,
-            resolver=resolver,
-            timeout_s=timeout,
-        )
-    else:
-        remove_txt(
-            publish.server, name, tsig, zone=publish.zone, resolver=resolver, timeout_s=timeout
-        )
+    update_record(config, stored, ["v=DKIM1; p="] if revoke else None)
 
 
 def list_rows(
