@@ -20,8 +20,8 @@ test: system-run system-test $(BIN)/reputable lint typecheck
 	$(BIN)/pytest -q tests
 
 lint: $(BIN)/reputable
-	$(BIN)/ruff check reputable tests
-	$(BIN)/ruff format --check reputable tests
+	$(BIN)/ruff check reputable tests benchmarks
+	$(BIN)/ruff format --check reputable tests benchmarks
 
 typecheck: $(BIN)/reputable
 	$(BIN)/mypy
@@ -46,3 +46,9 @@ $(BIN)/reputable: pyproject.toml
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# The benchmark against OpenDKIM and dkimpy-milter through Postfix (benchmarks/README.md);
+# benchmarks/run.py installs postfix, opendkim and dkimpy-milter itself when missing.
+.PHONY: bench
+bench: system-run $(BIN)/reputable
+	$(BIN)/python -m benchmarks.run --preset standard
