@@ -53,16 +53,29 @@ class Message:
     spent_s: float = 0.0
 
 
+# Callbacks negotiated without a reply (SMFIP_NR_*): the MTA does not wait for
+# them, which saves a round trip per header. A failure in one is remembered and
+# answered by the next callback that does reply (data, end of headers, end of message).
+NO_REPLY = frozenset({"connect", "envfrom", "header", "body"})
+
+
 def _boundary(callback: F) -> F:
     """Time the callback and turn any exception into the configured answer (default tempfail)."""
+    name = callback.__name__
 
     @functools.wraps(callback)
     def guarded(self: Session, *args: Any) -> int:
         started = time.perf_counter()
         try:
+            if self.deferred_failure:
+                # Nothing more to do for this message until the failure is answered.
+                return Milter.CONTINUE if name in NO_REPLY else self.fail(self.deferred_failure)
             return callback(self, *args)
         except Exception:  # the message boundary: log it, never lose the message
-            return self.fail(callback.__name__)
+            if name in NO_REPLY:
+                self.deferred_failure = name
+                return self.fail_later(name)
+            return self.fail(name)
         finally:
             if self.message is not None:
                 self.message.spent_s += time.perf_counter() - started
@@ -102,6 +115,7 @@ class Session(Milter.Base):
         self.client: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
         self.local_submission = False
         self.message: Message | None = None
+        self.deferred_failure = ""  # a no-reply callback that failed, answered at the next reply
 
     def negotiate(self, opts: list[int]) -> int:
         answer: int = super().negotiate(opts)
@@ -111,6 +125,7 @@ class Session(Milter.Base):
         self._ctx.setsymlist(Milter.M_EOM, "i")
         return answer
 
+    @Milter.noreply
     @_boundary
     def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
         self.client = parse_client(family, hostaddr)
@@ -119,6 +134,7 @@ class Session(Milter.Base):
         emit(_log, logging.DEBUG, fields)
         return Milter.CONTINUE
 
+    @Milter.noreply
     @_boundary
     def envfrom(self, mailfrom: str, *params: str) -> int:
         auth = self.getsymval("{auth_authen}")
@@ -130,6 +146,7 @@ class Session(Milter.Base):
         # Implemented so Postfix waits for this reply instead of sending a lone macro packet.
         return Milter.CONTINUE
 
+    @Milter.noreply
     @_boundary
     @Milter.decode("bytes")
     def header(self, name: str, value: bytes) -> int:
@@ -187,6 +204,7 @@ class Session(Milter.Base):
         self.message = None
         return answer
 
+    @Milter.noreply
     @_boundary
     def body(self, chunk: bytes) -> int:
         assert self.message is not None
@@ -215,6 +233,7 @@ class Session(Milter.Base):
 
     def abort(self) -> int:
         self.message = None
+        self.deferred_failure = ""
         return Milter.CONTINUE
 
     def close(self) -> int:
@@ -222,12 +241,22 @@ class Session(Milter.Base):
         self.holder.session_closed()
         return Milter.CONTINUE
 
-    def fail(self, stage: str) -> int:
-        """Answer a failure inside one message; the MTA keeps the message and retries."""
-        runtime = self.message.runtime if self.message else self.holder.current
+    def fail_later(self, stage: str) -> int:
+        """Log a failure in a no-reply callback now; it is answered at the next reply."""
         queue_id = self.message.queue_id if self.message else "-"
         fields = {Field.QUEUE_ID: queue_id, Field.EVENT: "error", Field.DETAIL: stage}
         emit(_log, logging.ERROR, fields, exc_info=True)
+        return Milter.CONTINUE
+
+    def fail(self, stage: str) -> int:
+        """Answer a failure inside one message; the MTA keeps the message and retries."""
+        already_logged = stage == self.deferred_failure
+        self.deferred_failure = ""
+        runtime = self.message.runtime if self.message else self.holder.current
+        queue_id = self.message.queue_id if self.message else "-"
+        if not already_logged:
+            fields = {Field.QUEUE_ID: queue_id, Field.EVENT: "error", Field.DETAIL: stage}
+            emit(_log, logging.ERROR, fields, exc_info=True)
         action = runtime.config.milter.on_error
         self.log_message(
             action.value, self.message.verdict if self.message else None, reason="internal_error"

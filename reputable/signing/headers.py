@@ -78,7 +78,7 @@ def fold_signature(tags: Sequence[tuple[str, str]], width: int = 78) -> bytes:
     for i, (name, value) in enumerate(tags):
         _check_tag(name, value)
         end = ";" if i < len(tags) - 1 else ""
-        _place(lines, _atoms(name, value, end), width)
+        _place(lines, name, value, end, width)
     return "\r\n".join(lines)[len(SIGNATURE_NAME) + 1 :].encode("ascii")
 
 
@@ -91,22 +91,37 @@ def _check_tag(name: str, value: str) -> None:
 
 def _atoms(name: str, value: str, end: str) -> list[str]:
     """The pieces a tag may be broken into: between any two of them a fold is allowed."""
-    if name in _BASE64_TAGS:
-        return [f"{name}=", *value, *end]
     if name == "h" and ":" in value:
         *first, last = value.split(":")
         return [f"h={first[0]}:", *(f"{part}:" for part in first[1:]), last + end]
     return [f"{name}={value}{end}"]
 
 
-def _place(lines: list[str], atoms: list[str], width: int) -> None:
-    """Appends one tag: on this line, else whole on a new line, else broken between atoms."""
-    text = "".join(atoms)
-    if len(lines[-1]) + 1 + len(text) <= width:
-        lines[-1] += " " + text
+def _place(lines: list[str], name: str, value: str, end: str, width: int) -> None:
+    """Appends one tag: on this line, else whole on a new line, else broken between atoms.
+
+    Base64 values (b=, bh=) may break after any character: they fill each line
+    to `width` in slices (the hot path of every signature, so no per-character loop).
+    """
+    if len(lines[-1]) + 2 + len(name) + len(value) + len(end) <= width:
+        lines[-1] += f" {name}={value}{end}"
         return
     lines.append("\t")
-    for atom in atoms:
+    if name in _BASE64_TAGS:
+        lines[-1] += f"{name}="
+        _fill(lines, value + end, width)
+        return
+    for atom in _atoms(name, value, end):
         if lines[-1] != "\t" and len(lines[-1]) + len(atom) > width:
             lines.append("\t")
         lines[-1] += atom
+
+
+def _fill(lines: list[str], text: str, width: int) -> None:
+    while text:
+        room = width - len(lines[-1])
+        if room <= 0:
+            lines.append("\t")
+            continue
+        lines[-1] += text[:room]
+        text = text[room:]

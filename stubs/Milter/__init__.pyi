@@ -24,6 +24,8 @@ P_NODATA: int
 P_NORCPT: int
 P_NOHELO: int
 P_NR_HDR: int
+P_NR_BODY: int
+NOREPLY: int
 
 factory: Callable[[], Base]
 

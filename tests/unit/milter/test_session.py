@@ -270,3 +270,29 @@ def test_sendmail_submission_is_local(
         ("local", "local"),
         ("external", "127.0.0.1"),
     ]
+
+
+def test_headers_and_body_need_no_reply_and_failures_are_answered_later(
+    holder: RuntimeHolder, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = Ctx()
+    ctx._negotiate()
+    assert ctx._protocol & Milter.P_NR_HDR  # no round trip per header
+    assert ctx._protocol & Milter.P_NR_BODY
+    caplog.set_level(logging.INFO, "reputable")
+
+    def broken(raw: bytes) -> bytes:
+        raise RuntimeError("header parser on fire")
+
+    monkeypatch.setattr(session_module, "header_value", broken)
+    ctx = Ctx()
+    answers = run_message(ctx)
+    # Each header answers NOREPLY (the MTA is not waiting); end of headers answers the failure.
+    assert answers[4 : 4 + len(HEADERS)] == [Milter.NOREPLY] * len(HEADERS)
+    assert answers[-1] == Milter.TEMPFAIL
+    errors = [record_fields(r) for r in caplog.records if record_fields(r).get("event") == "error"]
+    assert len(errors) == 1  # logged once, not once per header
+    assert message_lines(caplog)[-1]["reason"] == "internal_error"
+    ctx = Ctx()  # the next message on a new connection is not affected
+    monkeypatch.undo()
+    assert run_message(ctx)[-1] == Milter.ACCEPT
