@@ -43,7 +43,6 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Self, TypeAlias
 
 import dns.exception
@@ -58,6 +57,8 @@ import dns.rdatatype
 import dns.rdtypes.ANY.CNAME
 import dns.rdtypes.ANY.TXT
 import dns.rrset
+
+from .service import Service
 
 DEFAULT_TTL = 300
 """TTL of records set without an explicit ``ttl``."""
@@ -130,7 +131,7 @@ def reverse_name(address: str) -> dns.name.Name:
     return dns.name.from_text(ipaddress.ip_address(address).reverse_pointer + ".")
 
 
-class DnsServer:
+class DnsServer(Service):
     """An authoritative DNS server on loopback, in a background thread.
 
     Use as a context manager or call :meth:`start` / :meth:`stop`.  All the
@@ -230,17 +231,6 @@ class DnsServer:
         self._thread = None
         self._addresses.clear()
         self._port53 = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _bind(self, host: str, port: int) -> tuple[str, int]:
         """Bind UDP and TCP on the same port; with port 0 retry until both fit."""

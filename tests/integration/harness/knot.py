@@ -49,7 +49,6 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import dns.exception
@@ -62,6 +61,8 @@ import dns.rdtypes.ANY.SOA
 
 from reputable.config import Nameserver
 from reputable.keys.publish import TsigKey
+
+from .service import Service
 
 KNOTD_CANDIDATES = ("/usr/sbin/knotd", "/usr/bin/knotd")
 START_TIMEOUT = 15.0
@@ -110,7 +111,7 @@ def _free_port53_address() -> str:
     )
 
 
-class KnotServer:
+class KnotServer(Service):
     """knotd authoritative for `zone` on ``(127.54.x.y, 53)``, taking TSIG-signed updates.
 
     Use as a context manager, or :meth:`start` / :meth:`stop`.  ``key`` is the
@@ -183,17 +184,6 @@ class KnotServer:
             self._process = None
         if not self.keep:
             shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def log_text(self) -> str:
         try:

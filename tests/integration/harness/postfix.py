@@ -68,9 +68,9 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Protocol, Self
 
+from .service import Service
 from .sink import wait_for_banner
 
 POSTFIX = "/usr/sbin/postfix"
@@ -241,7 +241,7 @@ def _process_group_members(pgid: int) -> list[int]:
     return members
 
 
-class PostfixInstance:
+class PostfixInstance(Service):
     """One Postfix instance relaying all mail to ``relay`` (the test sink)."""
 
     def __init__(
@@ -448,17 +448,6 @@ class PostfixInstance:
         """Stop and remove the instance directory."""
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ------------------------------------------------------------- submission
 

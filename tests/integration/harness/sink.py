@@ -22,10 +22,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Self
 
 from aiosmtpd.smtp import SMTP
+
+from .service import Service
 
 DEFAULT_SIZE_LIMIT = 128 * 1024 * 1024
 """Largest message the sink accepts (bytes)."""
@@ -128,7 +129,7 @@ class _SinkSMTP(SMTP):
     line_length_limit = DEFAULT_SIZE_LIMIT
 
 
-class SmtpSink:
+class SmtpSink(Service):
     """An SMTP server on loopback that keeps every message it is given."""
 
     def __init__(
@@ -230,17 +231,6 @@ class SmtpSink:
         self._thread = None
         self._loop = None
         self._server = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -------------------------------------------------------------- behaviour
 
