@@ -20,7 +20,7 @@ from reputable.checks.findings import Finding, Status, worst
 from reputable.checks.mx import interpret_mx, query_mx
 from reputable.checks.port25 import interpret_port25, query_port25
 from reputable.checks.spf import (
-    SpfResult,
+    all_pass,
     interpret_spf,
     lint_spf_record,
     query_spf,
@@ -99,7 +99,7 @@ def domain_findings(
         ]
         found.extend(interpret_spf(e) for e in evaluations)
         found.extend(lint_spf_record(query_spf_tree(domain, resolver, timeout)))
-        spf_passed = bool(evaluations) and all(e.result is SpfResult.PASS for e in evaluations)
+        spf_passed = all_pass(evaluations)
         signed_by = [domain] if runtime.keyring.keys_for(domain) else []
 
         def org_of(name: str) -> str:

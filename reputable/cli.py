@@ -7,11 +7,17 @@ import sys
 from collections.abc import Sequence
 
 from reputable import __version__
-from reputable.config import Config, load_config
+from reputable.config import Config, load_config, parse_domain
 from reputable.errors import EX_CONFIG, ConfigError, ReputableError
 from reputable.log import configure_logging
 
-EX_USAGE = 64
+
+def domain_argument(text: str) -> str:
+    """A domain on the command line, checked and normalised (IDNA) before any command runs."""
+    try:
+        return parse_domain(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {exc}") from None
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +59,12 @@ def _add_keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
     new = key_commands.add_parser("new", help="create a key and print its DNS record")
     _add_config(new)
-    new.add_argument("domain", nargs="?", help="signing domain (default: the first configured)")
+    new.add_argument(
+        "domain",
+        type=domain_argument,
+        nargs="?",
+        help="signing domain (default: the first configured)",
+    )
     new.add_argument("--selector", help="selector (default: date-based, e.g. s2026-11)")
     new.add_argument("--algorithm", choices=["rsa", "ed25519"], default="rsa")
     new.add_argument("--bits", type=int, default=2048, help="RSA key size (default 2048)")
@@ -64,11 +75,21 @@ def _add_keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     )
     dns = key_commands.add_parser("dns", help="print the DNS records of a domain's keys")
     _add_config(dns)
-    dns.add_argument("domain", nargs="?", help="signing domain (default: every configured domain)")
+    dns.add_argument(
+        "domain",
+        type=domain_argument,
+        nargs="?",
+        help="signing domain (default: every configured domain)",
+    )
 
     rotate = key_commands.add_parser("rotate", help="create a pending key under a new selector")
     _add_config(rotate)
-    rotate.add_argument("domain", nargs="?", help="signing domain (default: the first configured)")
+    rotate.add_argument(
+        "domain",
+        type=domain_argument,
+        nargs="?",
+        help="signing domain (default: the first configured)",
+    )
     rotate.add_argument("--algorithm", choices=["rsa", "ed25519"], default="rsa")
     rotate.add_argument("--bits", type=int, default=2048, help="RSA key size (default 2048)")
     rotate.add_argument(
@@ -79,7 +100,7 @@ def _add_keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "list", help="every key with its state, DNS status and next step"
     )
     _add_config(listing)
-    listing.add_argument("domain", nargs="?")
+    listing.add_argument("domain", type=domain_argument, nargs="?")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.add_argument(
         "--no-dns", action="store_true", help="do not ask DNS (status: not checked)"
@@ -89,11 +110,11 @@ def _add_keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "activate", help="activate pending keys whose record is published"
     )
     _add_config(activate)
-    activate.add_argument("domain", nargs="?")
+    activate.add_argument("domain", type=domain_argument, nargs="?")
 
     retire = key_commands.add_parser("retire", help="end a retiring (or abandoned pending) key")
     _add_config(retire)
-    retire.add_argument("domain")
+    retire.add_argument("domain", type=domain_argument)
     retire.add_argument("selector")
     retire.add_argument(
         "--force", action="store_true", help="even within the grace period, or the signing key"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+EX_USAGE = 64  # sysexits.h: the command was used wrongly
 EX_CONFIG = 78  # sysexits.h: a configuration error
 
 

@@ -49,7 +49,7 @@ def sign_stream(config: Config, source: BinaryIO, sink: BinaryIO, err: TextIO) -
         Field.ACTION: "accept",
         Field.SOURCE: verdict.source,
         Field.FROM_DOMAIN: verdict.from_domain or "-",
-        Field.DKIM: ",".join(f"{k.domain}/{k.selector}" for k in verdict.keys) or "none",
+        Field.DKIM: ",".join(k.label for k in verdict.keys) or "none",
         Field.REASON: verdict.reason,
         Field.MS: f"{(time.perf_counter() - started) * 1000:.2f}",
     }

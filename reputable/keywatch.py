@@ -98,7 +98,5 @@ class KeyWatcher:
                 )
             return
         self.holder.replace(runtime)
-        signing = " ".join(
-            f"{k.domain}/{k.selector}" for ks in runtime.keyring.by_domain.values() for k in ks
-        )
+        signing = " ".join(k.label for ks in runtime.keyring.by_domain.values() for k in ks)
         emit(_log, logging.INFO, {Field.EVENT: "keys_reloaded", Field.KEYS: signing or "none"})

@@ -17,7 +17,7 @@ from typing import Generic, TypeVar
 
 from reputable.checks.dmarc import DmarcLookup, interpret_dmarc, org_domain_of, query_dmarc
 from reputable.checks.findings import Finding
-from reputable.checks.spf import SpfEvaluation, SpfResult, interpret_spf, query_spf
+from reputable.checks.spf import SpfEvaluation, SpfResult, all_pass, interpret_spf, query_spf
 from reputable.host import sending_identity
 from reputable.log import Field, emit, logger
 from reputable.resolver import build_dnsbl_resolver, build_resolver
@@ -150,7 +150,7 @@ class Reputation:
         identity = "mailfrom" if mail_from_domain else "helo"
         findings += [interpret_spf(e, identity) for e in evaluations]
         if from_domain is not None:
-            spf_passed = bool(evaluations) and all(e.result is SpfResult.PASS for e in evaluations)
+            spf_passed = all_pass(evaluations)
             dkim_domains = [k.domain for k in keys]
             lookup = self.dmarc(from_domain)
             findings.append(

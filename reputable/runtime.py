@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reputable.config import Config
-from reputable.errors import ConfigError
 from reputable.keys.keyring import Keyring, build_keyring, missing_algorithms
-from reputable.keys.store import read_store
+from reputable.keys.store import read_sound_store
 from reputable.log import Field, emit, logger
 from reputable.signing.signer import SigningPolicy
 
@@ -69,11 +68,9 @@ def signing_policy(config: Config) -> SigningPolicy:
 
 def load_runtime(config: Config) -> Runtime:
     """Read the key store; unsafe or unreadable keys stop the start (ConfigError)."""
-    contents = read_store(config.signing.keys)
-    if contents.problems:
-        raise ConfigError(list(contents.problems))
+    stored = read_sound_store(config.signing.keys)
     domains = signing_domains(config)
-    keyring = build_keyring(contents.keys, domains, config.signing.algorithms)
+    keyring = build_keyring(stored, domains, config.signing.algorithms)
     for domain, algorithm in missing_algorithms(keyring, domains, config.signing.algorithms):
         fix = f"reputable keys new {domain} --algorithm {algorithm.value.split('-')[0]}"
         emit(

@@ -17,6 +17,7 @@ import ipaddress
 import re
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -163,6 +164,11 @@ class _RoutedQuery(spf.query):
         ttl = answer.chaining_result.minimum_ttl
         self.min_ttl = ttl if self.min_ttl is None else min(self.min_ttl, ttl)
         return [_rdata_value(rdata) for rdata in answer.rrset]
+
+
+def all_pass(evaluations: Sequence[SpfEvaluation]) -> bool:
+    """SPF passed for every sending IP (and there was at least one): DMARC may align by SPF."""
+    return bool(evaluations) and all(e.result is SpfResult.PASS for e in evaluations)
 
 
 def query_spf(

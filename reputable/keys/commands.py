@@ -7,8 +7,8 @@ import sys
 from datetime import UTC, datetime
 from typing import TextIO
 
-from reputable.config import Config, parse_domain
-from reputable.errors import ConfigError, Problem
+from reputable.config import Config
+from reputable.errors import EX_USAGE, ConfigError, Problem
 from reputable.keys.lifecycle import selector_for
 from reputable.keys.metadata import KeyMetadata, KeyState
 from reputable.keys.record import record_name, record_value, split_strings, zone_file_line
@@ -17,7 +17,7 @@ from reputable.keys.store import (
     StoredKey,
     bits_of,
     generate_private_key,
-    read_store,
+    read_sound_store,
     taken_selectors,
     write_key,
 )
@@ -25,18 +25,19 @@ from reputable.runtime import signing_domains
 from reputable.signing.algorithm import Algorithm
 from reputable.signing.signature import SigningKey
 
-EX_USAGE = 64
 EX_CANTCREAT = 73
 MIN_RSA_BITS = 1024
 MAX_RSA_BITS = 4096
-_ALGORITHMS = {"rsa": Algorithm.RSA_SHA256, "ed25519": Algorithm.ED25519_SHA256}
+ALGORITHMS = {"rsa": Algorithm.RSA_SHA256, "ed25519": Algorithm.ED25519_SHA256}
 
 
 def _existing(config: Config, domain: str) -> list[StoredKey]:
-    contents = read_store(config.signing.keys)
-    if contents.problems:
-        raise ConfigError(list(contents.problems))
-    return [k for k in contents.keys if k.key.domain == domain]
+    return [k for k in read_sound_store(config.signing.keys) if k.key.domain == domain]
+
+
+def domain_or_default(config: Config, domain: str | None) -> str:
+    """The domain named on the command line (already checked by it), else the first signing domain."""
+    return domain or signing_domains(config)[0]
 
 
 def bits_allowed(algorithm: Algorithm, bits: int, command: str, err: TextIO) -> bool:
@@ -78,17 +79,9 @@ def new_command(
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
-    try:
-        domain = parse_domain(domain_arg) if domain_arg else signing_domains(config)[0]
-    except ValueError as exc:
-        print(f"reputable keys new: domain {domain_arg!r}: expected {exc}", file=err)
-        return EX_USAGE
-    algorithm = _ALGORITHMS[algorithm_name]
-    if algorithm is Algorithm.RSA_SHA256 and not MIN_RSA_BITS <= bits <= MAX_RSA_BITS:
-        print(
-            f"reputable keys new: --bits {bits}: expected {MIN_RSA_BITS} to {MAX_RSA_BITS}",
-            file=err,
-        )
+    domain = domain_or_default(config, domain_arg)
+    algorithm = ALGORITHMS[algorithm_name]
+    if not bits_allowed(algorithm, bits, "new", err):
         return EX_USAGE
     existing = _existing(config, domain)
     if if_missing:
@@ -151,7 +144,7 @@ def new_command(
 
 
 def dns_command(config: Config, domain_arg: str | None, out: TextIO = sys.stdout) -> int:
-    domains = [parse_domain(domain_arg)] if domain_arg else list(signing_domains(config))
+    domains = [domain_arg] if domain_arg else list(signing_domains(config))
     found = False
     for domain in domains:
         for stored in _existing(config, domain):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from reputable.config import Config
-from reputable.errors import EX_CONFIG, ConfigError
+from reputable.errors import EX_CONFIG, EX_USAGE, ConfigError
 from reputable.keys.import_plan import (
     ImportedKey,
     ImportPlan,
@@ -58,8 +58,6 @@ __all__ = [
     "plan_tables",
     "print_report",
 ]
-
-EX_USAGE = 64
 
 
 def import_command(

@@ -15,9 +15,9 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
-from reputable.config import Config, parse_domain
-from reputable.errors import ConfigError, Problem
-from reputable.keys.commands import bits_allowed, print_record
+from reputable.config import Config
+from reputable.errors import EX_USAGE, ConfigError, Problem
+from reputable.keys.commands import ALGORITHMS, bits_allowed, domain_or_default, print_record
 from reputable.keys.dnscheck import DnsStatus, RecordCheck, check_key_record
 from reputable.keys.files import write_atomic
 from reputable.keys.lifecycle import (
@@ -43,19 +43,15 @@ from reputable.keys.store import (
     bits_of,
     generate_private_key,
     metadata_path,
-    read_store,
+    read_sound_store,
     taken_selectors,
     write_key,
 )
 from reputable.log import Field, emit, logger
 from reputable.resolver import build_resolver
-from reputable.runtime import signing_domains
-from reputable.signing.algorithm import Algorithm
 from reputable.signing.signature import SigningKey
 
-EX_USAGE = 64
 EX_FAILED = 1
-ALGORITHMS = {"rsa": Algorithm.RSA_SHA256, "ed25519": Algorithm.ED25519_SHA256}
 _log = logger("keys")
 
 
@@ -67,10 +63,7 @@ def policy_of(config: Config) -> Policy:
 
 
 def load_keys(config: Config) -> list[StoredKey]:
-    contents = read_store(config.signing.keys)
-    if contents.problems:
-        raise ConfigError(list(contents.problems))
-    return list(contents.keys)
+    return read_sound_store(config.signing.keys)
 
 
 def apply_changes(changes: Sequence[Change]) -> None:
@@ -99,10 +92,6 @@ def check_record(config: Config, stored: StoredKey) -> RecordCheck:
     )
 
 
-def _domain(config: Config, domain_arg: str | None) -> str:
-    return parse_domain(domain_arg) if domain_arg else signing_domains(config)[0]
-
-
 def rotate_command(
     config: Config,
     domain_arg: str | None,
@@ -111,7 +100,7 @@ def rotate_command(
     publish: bool,
     out: TextIO = sys.stdout,
 ) -> int:
-    domain = _domain(config, domain_arg)
+    domain = domain_or_default(config, domain_arg)
     algorithm = ALGORITHMS[algorithm_name]
     if not bits_allowed(algorithm, bits, "rotate", out):
         return EX_USAGE
@@ -228,8 +217,7 @@ def activate_pending(
     return outcomes
 
 
-def activate_command(config: Config, domain_arg: str | None, out: TextIO = sys.stdout) -> int:
-    domain = parse_domain(domain_arg) if domain_arg else None
+def activate_command(config: Config, domain: str | None, out: TextIO = sys.stdout) -> int:
     outcomes = activate_pending(config, domain, datetime.now(UTC))
     if not outcomes:
         print(f"no pending keys{' for ' + domain if domain else ''}: nothing to activate", file=out)
@@ -251,14 +239,13 @@ def find_key(keys: Sequence[StoredKey], domain: str, selector: str) -> StoredKey
 
 def retire_command(
     config: Config,
-    domain_arg: str,
+    domain: str,
     selector: str,
     force: bool,
     revoke: bool,
     publish: bool,
     out: TextIO = sys.stdout,
 ) -> int:
-    domain = parse_domain(domain_arg)
     now = datetime.now(UTC)
     with store_lock(config.signing.keys):
         keys = load_keys(config)
@@ -330,9 +317,8 @@ def list_rows(
 
 
 def list_command(
-    config: Config, domain_arg: str | None, as_json: bool, check_dns: bool, out: TextIO = sys.stdout
+    config: Config, domain: str | None, as_json: bool, check_dns: bool, out: TextIO = sys.stdout
 ) -> int:
-    domain = parse_domain(domain_arg) if domain_arg else None
     rows = list_rows(config, domain, check_dns, datetime.now(UTC))
     if as_json:
         print(json.dumps({"keys": rows}, indent=2), file=out)

@@ -14,7 +14,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from reputable.errors import Problem
+from reputable.errors import ConfigError, Problem
 from reputable.keys.files import ensure_private_directory, unsafe_mode, write_atomic
 from reputable.keys.metadata import KeyMetadata, KeyState, dump_metadata, parse_metadata
 from reputable.signing.algorithm import Algorithm
@@ -65,6 +65,14 @@ def read_store(root: Path) -> StoreContents:
         if stored is not None:
             keys.append(stored)
     return StoreContents(tuple(keys), tuple(problems))
+
+
+def read_sound_store(root: Path) -> list[StoredKey]:
+    """Every key under `root`; any unsafe or unreadable key refuses the whole store (ConfigError)."""
+    contents = read_store(root)
+    if contents.problems:
+        raise ConfigError(list(contents.problems))
+    return list(contents.keys)
 
 
 def _read_key(pem: Path, problems: list[Problem]) -> StoredKey | None:

@@ -270,7 +270,7 @@ class Session(Milter.Base):
     def log_message(self, action: str, verdict: Verdict | None, reason: str | None = None) -> None:
         message = self.message
         spent = message.spent_s if message else 0.0
-        signed = ",".join(f"{k.domain}/{k.selector}" for k in verdict.keys) if verdict else ""
+        signed = ",".join(k.label for k in verdict.keys) if verdict else ""
         fields: dict[Field, object] = {
             Field.QUEUE_ID: self.message.queue_id if self.message else "-",
             Field.ACTION: action,

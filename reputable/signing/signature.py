@@ -27,6 +27,11 @@ class SigningKey:
     algorithm: Algorithm
     private_key: PrivateKey = field(repr=False)  # never in reprs, hence never in logs
 
+    @property
+    def label(self) -> str:
+        """ "domain/selector", as the logs name a signature."""
+        return f"{self.domain}/{self.selector}"
+
     def __post_init__(self) -> None:
         expected = (
             ed25519.Ed25519PrivateKey

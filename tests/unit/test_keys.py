@@ -182,3 +182,31 @@ def test_selectors() -> None:
 def test_host_domain(fqdn: str, domain: str) -> None:
     assert host_domain(fqdn) == domain
     assert host_domain(fqdn, "Example.NET.\n") == "example.net"
+
+
+@pytest.mark.parametrize("command", ["new", "rotate", "dns", "list", "activate"])
+def test_a_bad_domain_is_a_usage_error_for_every_keys_command(command: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    config = tmp_path / "r.toml"
+    config.write_text(f'[signing]\nkeys = "{tmp_path / "keys"}"\n')
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reputable",
+            "keys",
+            command,
+            "exa mple.com",
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "'exa mple.com': expected a domain name" in done.stderr
