@@ -92,6 +92,10 @@ def domain_findings(
     config: Config, runtime: Runtime, identity: SendingIdentity, resolver: dns.resolver.Resolver
 ) -> list[Finding]:
     timeout = config.dns.timeout_s
+
+    def org_of(name: str) -> str:
+        return org_domain_of(name, resolver, timeout)
+
     found: list[Finding] = []
     for domain in runtime.domains:
         evaluations = [
@@ -101,9 +105,6 @@ def domain_findings(
         found.extend(lint_spf_record(query_spf_tree(domain, resolver, timeout)))
         spf_passed = all_pass(evaluations)
         signed_by = [domain] if runtime.keyring.keys_for(domain) else []
-
-        def org_of(name: str) -> str:
-            return org_domain_of(name, resolver, timeout)
 
         found.append(
             interpret_dmarc(

@@ -89,8 +89,7 @@ def format_value(value: object) -> str:
 
 
 def _record_fields(record: logging.LogRecord) -> dict[str, object]:
-    fields: Mapping[Field, object] = getattr(record, _FIELDS_ATTR, {})
-    out: dict[str, object] = {str(k): v for k, v in fields.items() if v is not None}
+    out = {k: v for k, v in record_fields(record).items() if v is not None}
     message = record.getMessage()
     if message:
         out.setdefault(str(Field.DETAIL), message)
