@@ -42,6 +42,23 @@ _SPF_ORDER = (
 )
 
 
+class WouldBlock(BaseException):
+    """A cache miss in a thread that must not wait for DNS (the milter's event loop).
+
+    A BaseException, so that the message boundary, which turns every Exception into
+    a temporary failure, lets it through to the event loop; that runs the callback
+    again on a worker thread, where the lookup is allowed to wait.
+    """
+
+
+_thread = threading.local()
+
+
+def forbid_waiting(forbidden: bool = True) -> None:
+    """From now on, a cache miss in this thread raises WouldBlock instead of looking up."""
+    _thread.no_wait = forbidden
+
+
 class TtlCache(Generic[K, V]):
     """A small thread-safe cache whose entries live for their DNS TTL (bounded both ways)."""
 
@@ -56,6 +73,8 @@ class TtlCache(Generic[K, V]):
             hit = self._entries.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
+        if getattr(_thread, "no_wait", False):
+            raise WouldBlock(key)
         value, ttl = load()
         with self._lock:
             self._entries[key] = (now + min(max(ttl, MIN_TTL_S), MAX_TTL_S), value)

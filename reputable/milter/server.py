@@ -1,108 +1,84 @@
-"""Run the milter: open the socket, serve sessions, reload on SIGHUP, stop on SIGTERM. I/O.
+"""Run the milter: listen, serve connections on one event loop, reload on SIGHUP, stop on SIGTERM.
 
-libmilter masks SIGHUP/SIGTERM/SIGINT in the thread that calls smfi_main and
-answers SIGHUP by *stopping*. So libmilter runs in a worker thread, and the
-main thread, which keeps those signals unmasked, receives them: SIGHUP
-reloads config and keys into a new Runtime (sessions in flight finish with
-the one they started with), SIGTERM/SIGINT stop accepting and return.
+Every connection is served by `reputable.milter.connection` on one asyncio
+loop in the main thread: no thread per connection, so no callback waits for
+the GIL behind another connection's. Lookups that must wait for DNS run on a
+small pool of worker threads. SIGHUP reloads config and keys into a new
+Runtime (sessions in flight finish with the one they started with);
+SIGTERM/SIGINT stop accepting, let open sessions finish, and return.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
 import socket
 import stat
 import threading
-import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import FrameType
-
-import Milter
-import milter as libmilter
 
 from reputable import __version__
-from reputable.config import Config, MilterSocket
+from reputable.config import Config
 from reputable.errors import ConfigError, Problem
 from reputable.keys.record import record_value, zone_file_line
 from reputable.keywatch import KeyWatcher
 from reputable.log import Field, configure_logging, emit, logger
+from reputable.milter.connection import MilterConnection
 from reputable.milter.session import Session
-from reputable.reputation import Reputation
+from reputable.reputation import Reputation, forbid_waiting
 from reputable.runtime import Runtime, RuntimeHolder, load_runtime
 
 _log = logger("milter")
-NAME = "reputable"
 STOP_GRACE_S = 30.0
+LOOKUP_THREADS = 16
 
 
-def set_nodelay(listen: MilterSocket) -> bool:
-    """Set TCP_NODELAY on libmilter's listening socket; accepted sockets inherit it (Linux).
-
-    Without it, Nagle's algorithm holds the milter's second small write (the
-    reply after a header change) until Postfix's delayed ACK: about 40 ms a
-    message. libmilter does not expose the socket, so find it among our fds.
-    """
-    if listen.kind == "unix":
-        return False
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        try:
-            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
-                continue
-            sock = socket.socket(fileno=fd)
-        except OSError:
-            continue
-        try:
-            if sock.type == socket.SOCK_STREAM and sock.family in (socket.AF_INET, socket.AF_INET6):
-                listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
-                if listening and sock.getsockname()[1] == listen.port:
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    return True
-        finally:
-            sock.detach()
-    return False
-
-
-def open_socket(config: Config) -> None:
+async def open_server(
+    config: Config, factory: Callable[[], asyncio.Protocol]
+) -> asyncio.AbstractServer:
     """Listen where configured; a socket that cannot be opened stops the start with the reason."""
     listen = config.milter.socket
-    if listen.kind == "unix":
-        Path(listen.path).parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    libmilter.setconn(listen.libmilter)
-    libmilter.settimeout(config.milter.timeout_s)
-    old_umask = os.umask(0o777 & ~config.milter.socket_mode)
+    loop = asyncio.get_running_loop()
     try:
-        libmilter.opensocket(True)
-    except libmilter.error as exc:
-        allowed = f"a free address this user may listen on ({exc})"
+        if listen.kind == "unix":
+            return await open_unix(listen.path, config.milter.socket_mode, factory)
+        family = socket.AF_INET6 if listen.kind == "inet6" else socket.AF_INET
+        server = await loop.create_server(
+            factory, listen.host, listen.port, family=family, reuse_address=True, backlog=256
+        )
+    except OSError as exc:
+        allowed = f"a free address this user may listen on ({exc.strerror or exc})"
         raise ConfigError(
             [Problem(config.source, "milter.socket", listen.libmilter, allowed)]
         ) from None
+    for sock in server.sockets:
+        # Replies leave at once; accepted sockets inherit it (asyncio sets it on them too).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return server
+
+
+async def open_unix(
+    path: str, mode: int, factory: Callable[[], asyncio.Protocol]
+) -> asyncio.AbstractServer:
+    """A unix socket with the configured mode; a stale socket is replaced, any other file kept."""
+    where = Path(path)
+    where.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    try:
+        if stat.S_ISSOCK(where.lstat().st_mode):
+            where.unlink()
+    except FileNotFoundError:
+        pass
+    old_umask = os.umask(0o777 & ~mode)
+    try:
+        server = await asyncio.get_running_loop().create_unix_server(factory, path, backlog=256)
     finally:
         os.umask(old_umask)
-    set_nodelay(listen)
-
-
-def register(holder: RuntimeHolder) -> None:
-    Milter.factory = lambda: Session(holder)
-    libmilter.set_flags(Milter.ADDHDRS | Milter.QUARANTINE | Milter.SETSYMLIST)
-    libmilter.set_connect_callback(Milter.connect_callback)
-    libmilter.set_envfrom_callback(lambda ctx, *b: ctx.getpriv().envfrom_bytes(*b))
-    libmilter.set_header_callback(lambda ctx, f, v: ctx.getpriv().header_bytes(f, v))
-    libmilter.set_eoh_callback(lambda ctx: ctx.getpriv().eoh())
-    libmilter.set_body_callback(lambda ctx, chunk: ctx.getpriv().body(chunk))
-    libmilter.set_eom_callback(lambda ctx: ctx.getpriv().eom())
-    libmilter.set_abort_callback(lambda ctx: ctx.getpriv().abort())
-    libmilter.set_close_callback(Milter.close_callback)
-    libmilter.register(
-        NAME,
-        data=lambda ctx: ctx.getpriv().data(),
-        unknown=lambda ctx, cmd: Milter.CONTINUE,
-        negotiate=Milter.negotiate_callback,
-    )
+    os.chmod(path, mode)
+    return server
 
 
 def announce(runtime: Runtime, event: str) -> None:
@@ -160,51 +136,71 @@ def setup_text(runtime: Runtime) -> str:
 def serve(config: Config, reload_config: Callable[[], Config]) -> int:
     """Run until SIGTERM/SIGINT; returns the process exit code."""
     holder = RuntimeHolder(load_runtime(config))
+    return asyncio.run(run(holder, config, reload_config))
+
+
+async def run(holder: RuntimeHolder, config: Config, reload_config: Callable[[], Config]) -> int:
+    loop = asyncio.get_running_loop()
+    forbid_waiting()  # this thread serves every connection: DNS waits go to the workers
+    stop = asyncio.Event()
     stopping = threading.Event()
+    connections: set[MilterConnection] = set()
+    executor = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="lookup")
 
-    def on_hup(signum: int, frame: FrameType | None) -> None:
-        reload(holder, reload_config)
+    def new_connection() -> MilterConnection:
+        connection = MilterConnection(lambda: Session(holder), executor, connections.discard)
+        connections.add(connection)
+        return connection
 
-    def on_stop(signum: int, frame: FrameType | None) -> None:
+    def on_stop(signum: signal.Signals) -> None:
+        emit(_log, logging.INFO, {Field.EVENT: "stop", Field.DETAIL: signum.name})
         stopping.set()
-        emit(_log, logging.INFO, {Field.EVENT: "stop", Field.DETAIL: signal.Signals(signum).name})
-        # smfi_stop() blocks until libmilter's listener wakes from its poll
-        # (seconds); stop accepting in the background and drain meanwhile.
-        threading.Thread(target=libmilter.stop, name="stop", daemon=True).start()
+        stop.set()
 
-    signal.signal(signal.SIGHUP, on_hup)
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    register(holder)
-    open_socket(config)
+    server = await open_server(config, new_connection)
+    loop.add_signal_handler(signal.SIGHUP, reload, holder, reload_config)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_stop, signum)
     announce(holder.current, "start")
     print(setup_text(holder.current), flush=True)
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            libmilter.main()
-        except BaseException as exc:  # reported by the main thread
-            failure.append(exc)
-
-    worker = threading.Thread(target=run, name="libmilter", daemon=True)
-    worker.start()
     KeyWatcher(holder, stopping).start()
     start_reputation(holder)
-    while worker.is_alive() and not stopping.is_set():
-        worker.join(0.5)
-    if failure and not stopping.is_set():
-        emit(_log, logging.ERROR, {Field.EVENT: "exit", Field.ERROR: repr(failure[0])})
-        return 1
-    drain(holder, STOP_GRACE_S)
+    sweeper = asyncio.create_task(close_idle(connections, holder))
+    try:
+        await stop.wait()
+        server.close()  # stop accepting; open connections go on
+        await drain(holder, STOP_GRACE_S)
+    finally:
+        sweeper.cancel()
+        for connection in list(connections):
+            if connection.transport is not None:
+                connection.transport.close()
+        if holder.reputation is not None:
+            holder.reputation.stop()
+        executor.shutdown(wait=False, cancel_futures=True)
     return 0
 
 
-def drain(holder: RuntimeHolder, grace_s: float) -> None:
-    """Wait for open connections to finish (libmilter no longer accepts new ones)."""
-    deadline = time.monotonic() + grace_s
-    while holder.sessions > 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
+async def close_idle(connections: set[MilterConnection], holder: RuntimeHolder) -> None:
+    """Close connections the MTA has left silent for longer than milter.timeout."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(1.0)
+        limit = holder.current.config.milter.timeout_s
+        now = loop.time()
+        for connection in list(connections):
+            idle = now - connection.last_active
+            if idle > limit and not connection.waiting and connection.transport is not None:
+                emit(_log, logging.INFO, {Field.EVENT: "timeout", Field.DETAIL: f"{idle:.0f}s"})
+                connection.transport.close()
+
+
+async def drain(holder: RuntimeHolder, grace_s: float) -> None:
+    """Wait for open sessions to finish (no new connection is accepted)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace_s
+    while holder.sessions > 0 and loop.time() < deadline:
+        await asyncio.sleep(0.05)
 
 
 def start_reputation(holder: RuntimeHolder) -> None:

@@ -7,6 +7,7 @@ server, whose query log counts every packet.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import time
@@ -21,10 +22,20 @@ from reputable.keys.commands import new_command
 from reputable.keys.record import record_name, record_value, split_strings
 from reputable.keys.store import read_store
 from reputable.log import record_fields
+from reputable.milter import protocol as p
 from reputable.milter.session import Session
 from reputable.reputation import Reputation
 from reputable.runtime import RuntimeHolder, load_runtime
 from tests.integration.harness.dnsserver import DnsServer
+from tests.unit.milter.test_connection import (
+    Mta,
+    body_and_end,
+    connect,
+    end_of_headers,
+    engine,
+    headers,
+    mail,
+)
 from tests.unit.milter.test_session import Ctx, run_message
 
 DOMAIN = "burst.example.com"
@@ -102,3 +113,43 @@ def test_a_burst_of_a_thousand_messages_adds_no_lookups(
     print(
         f"DNS queries: {after_first} for the first message, {after_all - after_first} for the next {MESSAGES - 1}"
     )
+
+
+def test_a_lookup_that_waits_for_dns_holds_up_only_its_own_connection(
+    holder: RuntimeHolder, dns_server: DnsServer, tmp_path: Path
+) -> None:
+    """The milter serves every connection on one thread; a cache miss waits on a worker."""
+    slow = "slow.example.org"
+    dns_server.set_drop(slow)
+    own = [("From", f" alice@{DOMAIN}".encode()), ("Subject", b" hi")]
+
+    async def scenario() -> None:
+        async with engine(holder, tmp_path / "m.sock"):
+            waiting, other = (
+                await Mta.open(tmp_path / "m.sock"),
+                await Mta.open(tmp_path / "m.sock"),
+            )
+            for mta in (waiting, other):
+                await mta.negotiate()
+            waiting.send([connect(), *mail(f"<bob@{slow}>"), p.packet(b"T")])
+            assert await waiting.until_final() == [(b"c", b"")]
+            waiting.send([*headers(own), *end_of_headers("SLOW1")])
+            waiting_reply = asyncio.create_task(waiting.until_final())
+            # Meanwhile a whole message goes through on the other connection.
+            other.send([connect(), *mail(f"<alice@{DOMAIN}>"), p.packet(b"T")])
+            await other.until_final()
+            other.send([*headers(own), *end_of_headers("FAST1")])
+            assert await other.until_final() == [(b"c", b"")]
+            other.send(body_and_end(queue_id="FAST1"))
+            assert [code for code, _ in await other.until_final()] == [b"i", b"a"]
+            assert not waiting_reply.done()  # still waiting for slow.example.org's SPF
+            # The lookup times out on its worker; the message is then judged and answered.
+            (reply,) = await waiting_reply
+            assert reply[0] in b"cty"
+            for mta in (waiting, other):
+                await mta.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 30))
+    finally:
+        dns_server.set_drop(slow, False)

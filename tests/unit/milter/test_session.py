@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import ipaddress
 import logging
 import socket
@@ -16,7 +15,6 @@ import pytest
 from Milter import testctx
 
 from reputable.config import Config, OnError, SigningConfig, TrustConfig
-from reputable.keys.commands import new_command
 from reputable.keys.record import record_value
 from reputable.log import record_fields
 from reputable.milter import session as session_module
@@ -43,18 +41,6 @@ HEADERS = [
     ("Message-ID", b" <1@example.com>"),
 ]
 BODY = b"Hello,\r\n\r\nthis is the body.\r\n"
-
-
-@pytest.fixture(scope="module")
-def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("keys")
-    config = Config(signing=SigningConfig(domains=("example.com",), keys=root))
-    for algorithm, selector in (("rsa", "r1"), ("ed25519", "e1")):
-        assert (
-            new_command(config, "example.com", selector, algorithm, 2048, False, out=io.StringIO())
-            == 0
-        )
-    return root
 
 
 def runtime_for(keys_dir: Path, **trust: Any) -> Runtime:

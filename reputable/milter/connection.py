@@ -1,0 +1,335 @@
+"""One MTA connection on the event loop: packets in, session callbacks, replies out. I/O.
+
+The session (`reputable.milter.session.Session`, a pymilter ``Milter.Base``)
+is driven as libmilter would drive it, through a `Context` that stands in for
+libmilter's per-connection context. All connections share one thread, so a
+callback never waits for the GIL or a lock held by another connection, and
+the replies for everything read in one go leave in one write.
+
+A callback must not wait on the network in this thread. The one that may
+(end of headers, when the gate's SPF or DMARC answer for a domain is not
+cached) raises `WouldBlock` on the cache miss; it is then run again on a
+worker thread, and this connection reads nothing more until it is answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+
+import Milter
+
+from reputable.log import Field, emit, logger
+from reputable.milter import protocol as p
+from reputable.milter.session import Session
+from reputable.reputation import WouldBlock
+
+_log = logger("milter")
+
+# What reputable may do to a message: add header fields, hold it, choose its macros.
+ACTIONS = p.ADDHDRS | p.QUARANTINE | p.SETSYMLIST
+
+
+class Context:
+    """libmilter's per-connection context, as pymilter's ``Milter.Base`` calls it."""
+
+    __slots__ = ("_priv", "macros", "modifications", "reply", "symlists")
+
+    def __init__(self) -> None:
+        self._priv: object = None
+        self.macros: dict[int, dict[str, str]] = {}
+        self.symlists: dict[int, bytes] = {}
+        self.reply: bytes | None = None  # an SMTP reply for the next REJECT/TEMPFAIL
+        self.modifications: list[bytes] = []  # header changes and quarantine, sent at EOM
+
+    def getpriv(self) -> object:
+        return self._priv
+
+    def setpriv(self, priv: object) -> None:
+        self._priv = priv
+
+    def getsymval(self, name: str) -> str | None:
+        """A macro's value, from the latest stage that defined it ("x" and "{x}" are the same)."""
+        other = name[1:-1] if name.startswith("{") and name.endswith("}") else "{" + name + "}"
+        for stage in reversed(p.STAGE_ORDER):
+            values = self.macros.get(stage)
+            if values:
+                value = values.get(name)
+                if value is None:
+                    value = values.get(other)
+                if value is not None:
+                    return value
+        return None
+
+    def set_macros(self, stage: int, values: dict[str, str]) -> None:
+        """Macros of a stage replace that stage's and forget those of the stages after it."""
+        if stage in p.STAGE_ORDER:
+            for later in p.STAGE_ORDER[p.STAGE_ORDER.index(stage) + 1 :]:
+                self.macros.pop(later, None)
+        self.macros[stage] = values
+
+    def forget_message_macros(self) -> None:
+        for stage in p.STAGE_ORDER[p.STAGE_ORDER.index(p.MAIL) :]:
+            self.macros.pop(stage, None)
+
+    def setsymlist(self, stage: int, names: str | bytes) -> None:
+        self.symlists[stage] = names.encode("ascii") if isinstance(names, str) else names
+
+    def setreply(self, rcode: str, xcode: str | None, msg: str | None, *lines: str) -> None:
+        self.reply = p.reply_code(rcode, xcode, [msg or "", *lines])
+
+    def addheader(self, name: str, value: str, index: int = -1) -> None:
+        if index < 0:
+            self.modifications.append(p.add_header(name, value))
+        else:
+            self.modifications.append(p.insert_header(index, name, value))
+
+    def quarantine(self, reason: str) -> None:
+        self.modifications.append(p.quarantine(reason))
+
+
+_ANSWERS = {
+    Milter.CONTINUE: p.R_CONTINUE,
+    Milter.ACCEPT: p.R_ACCEPT,
+    Milter.REJECT: p.R_REJECT,
+    Milter.TEMPFAIL: p.R_TEMPFAIL,
+    Milter.DISCARD: p.R_DISCARD,
+}
+_CONTINUE = p.packet(p.R_CONTINUE)
+
+
+class MilterConnection(asyncio.Protocol):
+    """The protocol state of one MTA connection; sessions follow each other over it."""
+
+    def __init__(
+        self,
+        new_session: Callable[[], Session],
+        executor: Executor,
+        on_close: Callable[[MilterConnection], None] = lambda c: None,
+    ) -> None:
+        self.new_session = new_session
+        self.executor = executor
+        self.on_close = on_close
+        self.reader = p.PacketReader()
+        self.ctx = Context()
+        self.session: Session | None = None
+        self.negotiated: tuple[int, int] | None = None  # (actions, protocol)
+        self.transport: asyncio.Transport | None = None
+        self.out: list[bytes] = []
+        self.waiting = False  # a callback runs on a worker thread; later packets wait
+        self.closed = False
+        self.last_active = 0.0
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.last_active = asyncio.get_running_loop().time()
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.add(data)
+        if not self.waiting:
+            self.process()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.end_session()
+        self.on_close(self)
+
+    # Packets
+
+    def process(self) -> None:
+        """Answer every complete packet read so far, then send the answers in one write."""
+        assert self.transport is not None
+        try:
+            while not self.waiting and not self.closed:
+                item = self.reader.next()
+                if item is None:
+                    break
+                self.dispatch(*item)
+        except p.ProtocolError as exc:
+            self.abandon("protocol_error", str(exc))
+        except Exception as exc:  # a fault outside any message's boundary: the MTA retries
+            emit(
+                _log, logging.ERROR, {Field.EVENT: "error", Field.DETAIL: repr(exc)}, exc_info=True
+            )
+            self.abandon("internal_error", repr(exc))
+        self.flush()
+        self.last_active = asyncio.get_running_loop().time()
+
+    def flush(self) -> None:
+        if self.out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(self.out))
+        self.out.clear()
+
+    def abandon(self, event: str, detail: str) -> None:
+        """Close the connection; the MTA applies its milter_default_action to the message."""
+        emit(_log, logging.WARNING, {Field.EVENT: event, Field.DETAIL: detail})
+        self.out.clear()
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def dispatch(self, command: int, data: bytes) -> None:
+        handler = _HANDLERS.get(command)
+        if handler is None:
+            raise p.ProtocolError(f"unknown command {bytes([command])!r}")
+        handler(self, data)
+
+    def on_body(self, data: bytes) -> None:
+        self.answer(self.current().body(data))
+
+    def on_header(self, data: bytes) -> None:
+        name, value = p.parse_header(data)
+        self.answer(self.current().header_bytes(name, value))
+
+    def on_macro(self, data: bytes) -> None:
+        stage, values = p.parse_macros(data)
+        self.ctx.set_macros(stage, values)
+
+    def on_mail(self, data: bytes) -> None:
+        self.answer(self.current().envfrom_bytes(*p.strings(data)))
+
+    def on_rcpt(self, data: bytes) -> None:
+        self.answer(self.current().envrcpt_bytes(*p.strings(data)))
+
+    def on_data(self, data: bytes) -> None:
+        self.answer(self.current().data())
+
+    def on_connect(self, data: bytes) -> None:
+        c = p.parse_connect(data)
+        self.answer(self.current().connect(c.hostname, c.family, c.hostaddr))
+
+    def on_helo(self, data: bytes) -> None:
+        helo = p.strings(data) or [b""]
+        self.answer(self.current().hello(helo[0].decode("utf-8", "surrogateescape")))
+
+    def on_optneg(self, data: bytes) -> None:
+        self.negotiate(*p.parse_optneg(data))
+
+    def on_abort(self, data: bytes) -> None:
+        self.ctx.forget_message_macros()
+        if self.session is not None:
+            self.session.abort()
+
+    def on_quit(self, data: bytes) -> None:
+        self.end_session()
+        self.flush()
+        self.closed = True
+        assert self.transport is not None
+        self.transport.close()
+
+    def on_quit_new_connection(self, data: bytes) -> None:
+        self.end_session()
+        self.ctx.macros.clear()
+
+    def on_unknown(self, data: bytes) -> None:
+        self.answer(self.current().unknown(data.rstrip(b"\0").decode("utf-8", "replace")))
+
+    def on_end_of_headers(self, data: bytes) -> None:
+        session = self.current()
+        try:
+            self.answer(session.eoh())
+        except WouldBlock:
+            self.run_on_worker(session.eoh)
+
+    def on_end_of_message(self, data: bytes) -> None:
+        session = self.current()
+        if data:
+            code = session.body(data)
+            if code not in (Milter.CONTINUE, Milter.NOREPLY):
+                self.answer(code)
+                return
+        self.answer(session.eom())
+        self.ctx.forget_message_macros()
+
+    def negotiate(self, version: int, actions: int, protocol: int) -> None:
+        if version < 2:
+            raise p.ProtocolError(f"milter protocol version {version} (needs 2 or later)")
+        self.end_session()
+        session = self.current()
+        opts = [actions, protocol, 0, 0]
+        if session.negotiate(opts) != Milter.CONTINUE:
+            opts = [actions, 0, 0, 0]
+        ours = actions & ACTIONS
+        steps = opts[1] & protocol
+        session._actions = ours
+        session._protocol = steps
+        self.negotiated = (ours, steps)
+        symlists = self.ctx.symlists if ours & p.SETSYMLIST else {}
+        self.out.append(p.optneg_reply(min(version, p.VERSION), ours, steps, symlists))
+
+    def current(self) -> Session:
+        """This connection's session, created at negotiation or, for an MTA that skips it, now."""
+        if self.session is None:
+            session = self.new_session()
+            session._setctx(self.ctx)
+            if self.negotiated is not None:
+                session._actions, session._protocol = self.negotiated
+            self.session = session
+        return self.session
+
+    def end_session(self) -> None:
+        if self.session is not None:
+            session, self.session = self.session, None
+            try:
+                session.close()
+            finally:
+                session._setctx(None)
+
+    # Replies
+
+    def answer(self, code: int) -> None:
+        ctx = self.ctx
+        if code == Milter.NOREPLY:
+            return
+        if ctx.modifications:
+            self.out.extend(ctx.modifications)
+            ctx.modifications.clear()
+        if code in (Milter.REJECT, Milter.TEMPFAIL) and ctx.reply is not None:
+            self.out.append(ctx.reply)
+        elif code == Milter.CONTINUE:
+            self.out.append(_CONTINUE)
+        else:
+            self.out.append(p.packet(_ANSWERS.get(code, p.R_TEMPFAIL)))
+        ctx.reply = None
+
+    def run_on_worker(self, callback: Callable[[], int]) -> None:
+        """Run a callback that must wait for DNS on a worker; this connection pauses meanwhile."""
+        self.waiting = True
+        future = asyncio.get_running_loop().run_in_executor(self.executor, callback)
+        future.add_done_callback(self.resume)
+
+    def resume(self, future: asyncio.Future[int]) -> None:
+        self.waiting = False
+        if self.closed:
+            return
+        exc = future.exception()
+        if exc is not None:
+            emit(_log, logging.ERROR, {Field.EVENT: "error", Field.DETAIL: repr(exc)})
+            self.abandon("internal_error", repr(exc))
+            return
+        self.answer(future.result())
+        self.process()
+
+
+_HANDLERS: dict[int, Callable[[MilterConnection, bytes], None]] = {
+    p.BODY: MilterConnection.on_body,
+    p.HEADER: MilterConnection.on_header,
+    p.MACRO: MilterConnection.on_macro,
+    p.EOH: MilterConnection.on_end_of_headers,
+    p.BODYEOB: MilterConnection.on_end_of_message,
+    p.MAIL: MilterConnection.on_mail,
+    p.RCPT: MilterConnection.on_rcpt,
+    p.DATA: MilterConnection.on_data,
+    p.CONNECT: MilterConnection.on_connect,
+    p.HELO: MilterConnection.on_helo,
+    p.OPTNEG: MilterConnection.on_optneg,
+    p.ABORT: MilterConnection.on_abort,
+    p.QUIT: MilterConnection.on_quit,
+    p.QUIT_NC: MilterConnection.on_quit_new_connection,
+    p.UNKNOWN: MilterConnection.on_unknown,
+}

@@ -1,0 +1,164 @@
+"""The milter wire protocol codec: packets however the reads are cut, and each packet's shape."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import Milter
+import milter as libmilter
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reputable.milter import protocol as p
+
+
+def test_flags_and_stages_are_libmilters() -> None:
+    """Our numbers are the ones pymilter compiled from libmilter's mfapi.h."""
+    for name in [
+        "P_NOCONNECT",
+        "P_NOHELO",
+        "P_NOMAIL",
+        "P_NORCPT",
+        "P_NOBODY",
+        "P_NOHDRS",
+        "P_NOEOH",
+        "P_NR_HDR",
+        "P_NOUNKNOWN",
+        "P_NODATA",
+        "P_SKIP",
+        "P_RCPT_REJ",
+        "P_NR_CONN",
+        "P_NR_HELO",
+        "P_NR_MAIL",
+        "P_NR_RCPT",
+        "P_NR_DATA",
+        "P_NR_UNKN",
+        "P_NR_EOH",
+        "P_NR_BODY",
+        "P_HDR_LEADSPC",
+        "ADDHDRS",
+        "QUARANTINE",
+        "SETSYMLIST",
+    ]:
+        assert getattr(p, name) == getattr(libmilter, name), name
+    stages = {
+        Milter.M_CONNECT: p.CONNECT,
+        Milter.M_HELO: p.HELO,
+        Milter.M_ENVFROM: p.MAIL,
+        Milter.M_ENVRCPT: p.RCPT,
+        Milter.M_DATA: p.DATA,
+        Milter.M_EOM: p.BODYEOB,
+        Milter.M_EOH: p.EOH,
+    }
+    assert stages == p.STAGE_COMMANDS
+
+
+def test_packets_come_out_whole_when_fed_one_byte_at_a_time() -> None:
+    stream = p.packet(b"L", b"From\0 a@b\0") + p.packet(b"N") + p.packet(b"B", b"x" * 70000)
+    reader = p.PacketReader()
+    got = []
+    for i in range(len(stream)):
+        reader.add(stream[i : i + 1])
+        while (item := reader.next()) is not None:
+            got.append(item)
+    assert got == [(ord("L"), b"From\0 a@b\0"), (ord("N"), b""), (ord("B"), b"x" * 70000)]
+    assert reader.pending == 0
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(b"ABCDLMNOT"), st.binary(max_size=300)), max_size=20),
+    st.lists(st.integers(min_value=1, max_value=50), min_size=1),
+)
+def test_any_split_of_any_packets_is_reassembled(
+    packets: list[tuple[int, bytes]], cuts: list[int]
+) -> None:
+    stream = b"".join(p.packet(bytes([c]), d) for c, d in packets)
+    reader = p.PacketReader()
+    got = []
+    offset = 0
+    i = 0
+    while offset < len(stream):
+        size = cuts[i % len(cuts)]
+        reader.add(stream[offset : offset + size])
+        offset += size
+        i += 1
+        while (item := reader.next()) is not None:
+            got.append(item)
+    assert got == packets
+
+
+@pytest.mark.parametrize("length", [0, p.MAX_PACKET + 1, 0xFFFFFFFF])
+def test_an_impossible_length_is_a_protocol_error(length: int) -> None:
+    reader = p.PacketReader()
+    reader.add(struct.pack(">I", length) + b"B")
+    with pytest.raises(p.ProtocolError, match="packet length"):
+        reader.next()
+
+
+def test_connect_in_the_shapes_pymilter_gives() -> None:
+    inet = p.parse_connect(b"client.example\x004" + struct.pack(">H", 40000) + b"192.0.2.1\0")
+    assert (inet.hostname, inet.family, inet.hostaddr) == (
+        "client.example",
+        socket.AF_INET,
+        ("192.0.2.1", 40000),
+    )
+    inet6 = p.parse_connect(b"v6\x006" + struct.pack(">H", 25) + b"IPv6:2001:db8::1\0")
+    assert (inet6.family, inet6.hostaddr) == (socket.AF_INET6, ("2001:db8::1", 25, 0, 0))
+    local = p.parse_connect(b"localhost\x004\x00\x00127.0.0.1\0")
+    assert local.hostaddr == ("127.0.0.1", 0)  # Postfix's local submission (non_smtpd_milters)
+    unix = p.parse_connect(b"sock\x00L\x00\x00/run/x.sock\0")
+    assert (unix.family, unix.hostaddr) == (socket.AF_UNIX, "/run/x.sock")
+    unknown = p.parse_connect(b"unknown\x00U")
+    assert (unknown.family, unknown.hostaddr) == (socket.AF_UNSPEC, None)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"name-only", b"host\x00", b"host\x004\x01", b"host\x00X\x00\x00addr\0"],
+)
+def test_a_malformed_connect_is_a_protocol_error(data: bytes) -> None:
+    with pytest.raises(p.ProtocolError):
+        p.parse_connect(data)
+
+
+def test_macros_header_and_strings() -> None:
+    stage, values = p.parse_macros(b"M{auth_authen}\0alice\0i\0ABC123\0")
+    assert (stage, values) == (p.MAIL, {"{auth_authen}": "alice", "i": "ABC123"})
+    assert p.parse_macros(b"Ni\0") == (p.EOH, {})  # a name without its value is dropped
+    with pytest.raises(p.ProtocolError):
+        p.parse_macros(b"")
+    assert p.parse_header(b"Subject\0 a\n\tfolded\xff\0") == ("Subject", b" a\n\tfolded\xff")
+    with pytest.raises(p.ProtocolError):
+        p.parse_header(b"Subject")
+    assert p.strings(b"<a@b>\0SIZE=10\0") == [b"<a@b>", b"SIZE=10"]
+    assert p.strings(b"<a@b>") == [b"<a@b>"]
+
+
+def test_option_negotiation_round_trip() -> None:
+    assert p.parse_optneg(struct.pack(">III", 6, 0x1FF, 0x1FFFFF)) == (6, 0x1FF, 0x1FFFFF)
+    with pytest.raises(p.ProtocolError):
+        p.parse_optneg(b"\0\0\0\6")
+    reply = p.optneg_reply(6, p.ADDHDRS, p.P_NR_HDR, {2: b"{auth_authen}", 6: b"i"})
+    reader = p.PacketReader()
+    reader.add(reply)
+    assert reader.next() == (
+        ord("O"),
+        struct.pack(">IIII", 6, p.ADDHDRS, p.P_NR_HDR, 2) + b"{auth_authen}\0" + b"\0\0\0\6i\0",
+    )
+
+
+def test_replies() -> None:
+    assert p.reply_code("451", "4.3.0", ["try later"]) == p.packet(b"y", b"451 4.3.0 try later\0")
+    assert p.reply_code("550", None, ["no"]) == p.packet(b"y", b"550 no\0")
+    assert p.reply_code("550", "5.7.1", ["one", "two"]) == p.packet(
+        b"y", b"550-5.7.1 one\r\n550 5.7.1 two\0"
+    )
+    # Line breaks in a text cannot split the reply into lines the MTA did not ask for.
+    assert p.reply_code("550", "5.7.1", ["a\r\nb\nc"]) == p.packet(b"y", b"550 5.7.1 a b c\0")
+    assert p.insert_header(0, "DKIM-Signature", " v=1") == p.packet(
+        b"i", b"\0\0\0\0DKIM-Signature\0 v=1\0"
+    )
+    assert p.add_header("X-A", "b\0c") == p.packet(b"h", b"X-A\0b c\0")
+    assert p.quarantine("held") == p.packet(b"q", b"held\0")
