@@ -137,6 +137,9 @@ def _handler(target: str) -> logging.Handler:
 
 def configure_logging(config: LogConfig) -> None:
     """Install the one handler of the `reputable` logger tree (replacing any earlier one)."""
+    # No line shows the process, thread or multiprocessing names: don't look them up per record.
+    logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
+    logging._srcfile = None  # nor the caller's file and line (logging HOWTO, "Optimization")
     root = logging.getLogger(ROOT)
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
+from typing import cast
 
 import Milter
 
@@ -100,7 +102,7 @@ _ANSWERS = {
 _CONTINUE = p.packet(p.R_CONTINUE)
 
 
-class MilterConnection(asyncio.Protocol):
+class MilterConnection(asyncio.BufferedProtocol):
     """The protocol state of one MTA connection; sessions follow each other over it."""
 
     def __init__(
@@ -122,15 +124,17 @@ class MilterConnection(asyncio.Protocol):
         self.closed = False
         self.last_active = 0.0
 
-    # asyncio.Protocol
+    # asyncio.BufferedProtocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.last_active = asyncio.get_running_loop().time()
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.last_active = time.monotonic()
 
-    def data_received(self, data: bytes) -> None:
-        self.reader.add(data)
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.reader.space()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.reader.wrote(nbytes)
         if not self.waiting:
             self.process()
 
@@ -158,7 +162,7 @@ class MilterConnection(asyncio.Protocol):
             )
             self.abandon("internal_error", repr(exc))
         self.flush()
-        self.last_active = asyncio.get_running_loop().time()
+        self.last_active = time.monotonic()  # not loop.time(): get_running_loop() costs a getpid()
 
     def flush(self) -> None:
         if self.out and self.transport is not None and not self.transport.is_closing():

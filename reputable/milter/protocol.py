@@ -15,6 +15,8 @@ from dataclasses import dataclass
 VERSION = 6
 # Postfix sends body chunks of at most 64 KiB; anything this large is not a milter peer.
 MAX_PACKET = 1 << 20
+INITIAL_BUFFER = 16 * 1024  # per connection; grows to hold the largest packet seen (64 KiB body)
+MIN_READ = 4 * 1024
 
 # Commands, MTA -> milter.
 ABORT = ord("A")
@@ -87,38 +89,74 @@ class ProtocolError(Exception):
 
 
 class PacketReader:
-    """Splits a byte stream into (command, data) packets, however the reads are cut."""
+    """Splits a byte stream into (command, data) packets, however the reads are cut.
 
-    __slots__ = ("_buffer", "_start")
+    The socket reads straight into `space()` (asyncio's BufferedProtocol), so a
+    read allocates nothing: a plain recv() would allocate 256 KiB per read,
+    which glibc maps and unmaps each time. The buffer is only ever replaced,
+    never resized, since the event loop may still hold a view of it.
+    """
 
-    def __init__(self) -> None:
-        self._buffer = bytearray()
+    __slots__ = ("_buffer", "_end", "_start", "_view")
+
+    def __init__(self, size: int = INITIAL_BUFFER) -> None:
+        self._buffer = bytearray(size)
+        self._view = memoryview(self._buffer)
         self._start = 0
+        self._end = 0
+
+    def space(self) -> memoryview:
+        """Where the next read goes: room for at least the rest of the packet being read."""
+        start, end = self._start, self._end
+        if start == end:
+            self._start = self._end = start = end = 0
+        needed = MIN_READ
+        if end - start >= 4:
+            (length,) = _LENGTH.unpack_from(self._buffer, start)
+            needed = max(needed, min(length, MAX_PACKET) + 4 - (end - start))
+        if len(self._buffer) - end < needed:
+            kept = end - start
+            if len(self._buffer) - kept >= needed:
+                self._buffer[:kept] = self._buffer[start:end]  # same size: allowed while viewed
+            else:
+                size = -(-(kept + needed) // INITIAL_BUFFER) * INITIAL_BUFFER
+                bigger = bytearray(size)
+                bigger[:kept] = self._buffer[start:end]
+                self._buffer, self._view = bigger, memoryview(bigger)
+            self._start, self._end = 0, kept
+        return self._view[self._end :]
+
+    def wrote(self, count: int) -> None:
+        """*count* bytes were read into the last `space()`."""
+        self._end += count
 
     def add(self, data: bytes) -> None:
-        if self._start:
-            del self._buffer[: self._start]
-            self._start = 0
-        self._buffer += data
+        """Copy bytes in (for callers that do not read into `space()`)."""
+        while data:
+            room = self.space()
+            count = min(len(room), len(data))
+            room[:count] = data[:count]
+            self.wrote(count)
+            data = data[count:]
 
     def next(self) -> tuple[int, bytes] | None:
         """The next whole packet, or None until more bytes arrive."""
-        buffer, start = self._buffer, self._start
-        if len(buffer) - start < 4:
+        start = self._start
+        if self._end - start < 4:
             return None
-        (length,) = _LENGTH.unpack_from(buffer, start)
+        (length,) = _LENGTH.unpack_from(self._buffer, start)
         if length == 0 or length > MAX_PACKET:
             raise ProtocolError(f"packet length {length} (allowed 1 to {MAX_PACKET})")
         end = start + 4 + length
-        if len(buffer) < end:
+        if self._end < end:
             return None
         self._start = end
-        return buffer[start + 4], bytes(buffer[start + 5 : end])
+        return self._buffer[start + 4], self._view[start + 5 : end].tobytes()
 
     @property
     def pending(self) -> int:
         """Bytes read but not yet returned as a packet."""
-        return len(self._buffer) - self._start
+        return self._end - self._start
 
 
 def packet(code: bytes, data: bytes = b"") -> bytes:

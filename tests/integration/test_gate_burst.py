@@ -35,6 +35,7 @@ from tests.unit.milter.test_connection import (
     engine,
     headers,
     mail,
+    run,
 )
 from tests.unit.milter.test_session import Ctx, run_message
 
@@ -150,6 +151,6 @@ def test_a_lookup_that_waits_for_dns_holds_up_only_its_own_connection(
                 await mta.close()
 
     try:
-        asyncio.run(asyncio.wait_for(scenario(), 30))
+        run(scenario(), 30)
     finally:
         dns_server.set_drop(slow, False)

@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 import logging
 import struct
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ from reputable.log import record_fields
 from reputable.milter import protocol as p
 from reputable.milter import session as session_module
 from reputable.milter.connection import MilterConnection
-from reputable.milter.server import open_server
+from reputable.milter.server import new_event_loop, open_server
 from reputable.milter.session import Session
 from reputable.reputation import forbid_waiting
 from reputable.runtime import RuntimeHolder
@@ -157,8 +158,10 @@ def holder(keys_dir: Path) -> RuntimeHolder:
     return RuntimeHolder(runtime_for(keys_dir))
 
 
-def run(test: object) -> None:
-    asyncio.run(asyncio.wait_for(test, 20))  # type: ignore[arg-type]
+def run(test: Coroutine[Any, Any, None], timeout_s: float = 20) -> None:
+    """Run a scenario on the event loop `reputable milter` uses."""
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(asyncio.wait_for(test, timeout_s))
 
 
 def test_a_signed_message_costs_three_round_trips_and_verifies(

@@ -162,3 +162,23 @@ def test_replies() -> None:
     )
     assert p.add_header("X-A", "b\0c") == p.packet(b"h", b"X-A\0b c\0")
     assert p.quarantine("held") == p.packet(b"q", b"held\0")
+
+
+def test_reads_go_straight_into_the_buffer_while_the_loop_still_holds_a_view() -> None:
+    """asyncio keeps the view of the last read alive while the packets are handled."""
+    stream = b"".join(p.packet(b"B", bytes([i]) * 20000) for i in range(8))
+    reader = p.PacketReader()
+    held: list[memoryview] = []
+    got = []
+    offset = 0
+    while offset < len(stream):
+        room = reader.space()
+        held.append(room)  # never released: the buffer must be replaced, not resized
+        count = min(len(room), 5000, len(stream) - offset)
+        room[:count] = stream[offset : offset + count]
+        offset += count
+        reader.wrote(count)
+        while (item := reader.next()) is not None:
+            got.append(item)
+    assert got == [(ord("B"), bytes([i]) * 20000) for i in range(8)]
+    assert len(reader.space()) >= p.MIN_READ
