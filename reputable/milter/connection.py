@@ -110,8 +110,11 @@ class MilterConnection(asyncio.BufferedProtocol):
         new_session: Callable[[], Session],
         executor: Executor,
         on_close: Callable[[MilterConnection], None] = lambda c: None,
+        *,
+        skip_data: bool = False,
     ) -> None:
         self.new_session = new_session
+        self.skip_data = skip_data
         self.executor = executor
         self.on_close = on_close
         self.reader = p.PacketReader()
@@ -123,6 +126,11 @@ class MilterConnection(asyncio.BufferedProtocol):
         self.waiting = False  # a callback runs on a worker thread; later packets wait
         self.closed = False
         self.last_active = 0.0
+
+    @property
+    def in_message(self) -> bool:
+        """Between MAIL FROM and the end of the message (or a callback still running)."""
+        return self.waiting or (self.session is not None and self.session.message is not None)
 
     # asyncio.BufferedProtocol
 
@@ -260,6 +268,8 @@ class MilterConnection(asyncio.BufferedProtocol):
             opts = [actions, 0, 0, 0]
         ours = actions & ACTIONS
         steps = opts[1] & protocol
+        if self.skip_data:
+            steps |= protocol & p.P_NODATA
         session._actions = ours
         session._protocol = steps
         self.negotiated = (ours, steps)

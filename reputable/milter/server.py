@@ -20,7 +20,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 import uvloop
@@ -46,7 +46,7 @@ LOOKUP_THREADS = 16
 
 async def open_server(
     config: Config, factory: Callable[[], asyncio.BaseProtocol]
-) -> asyncio.AbstractServer:
+) -> asyncio.Server:
     """Listen where configured; a socket that cannot be opened stops the start with the reason."""
     listen = config.milter.socket
     loop = asyncio.get_running_loop()
@@ -70,7 +70,7 @@ async def open_server(
 
 async def open_unix(
     path: str, mode: int, factory: Callable[[], asyncio.BaseProtocol]
-) -> asyncio.AbstractServer:
+) -> asyncio.Server:
     """A unix socket with the configured mode; a stale socket is replaced, any other file kept."""
     where = Path(path)
     where.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -147,25 +147,67 @@ def serve(config: Config, reload_config: Callable[[], Config]) -> int:
         return runner.run(run(holder, config, reload_config))
 
 
+class Listener:
+    """The listening socket and the connections it has accepted, all on this event loop."""
+
+    def __init__(self, holder: RuntimeHolder, config: Config, executor: Executor) -> None:
+        self.holder = holder
+        self.config = config
+        self.executor = executor
+        self.connections: set[MilterConnection] = set()
+        self.server: asyncio.Server | None = None
+        # Over a unix socket there is no Nagle delay to avoid, so DATA need not be answered.
+        self.skip_data = config.milter.socket.kind == "unix"
+
+    async def open(self) -> None:
+        self.server = await open_server(self.config, self.new_connection)
+
+    def new_connection(self) -> MilterConnection:
+        connection = MilterConnection(
+            lambda: Session(self.holder),
+            self.executor,
+            self.connections.discard,
+            skip_data=self.skip_data,
+        )
+        self.connections.add(connection)
+        return connection
+
+    async def close(self, grace_s: float) -> None:
+        """Stop accepting, let messages in progress finish for up to *grace_s*, close the rest.
+
+        A connection between messages is closed at once: the MTA opens a new one for
+        its next message (Postfix applies milter_default_action if none answers).
+        """
+        if self.server is not None:
+            self.server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        while True:
+            late = loop.time() >= deadline
+            for connection in list(self.connections):
+                if (late or not connection.in_message) and connection.transport is not None:
+                    connection.transport.close()
+            if late or not self.connections:
+                break
+            await asyncio.sleep(0.02)
+        while self.connections:
+            await asyncio.sleep(0.005)
+
+
 async def run(holder: RuntimeHolder, config: Config, reload_config: Callable[[], Config]) -> int:
     loop = asyncio.get_running_loop()
     forbid_waiting()  # this thread serves every connection: DNS waits go to the workers
     stop = asyncio.Event()
     stopping = threading.Event()
-    connections: set[MilterConnection] = set()
     executor = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="lookup")
-
-    def new_connection() -> MilterConnection:
-        connection = MilterConnection(lambda: Session(holder), executor, connections.discard)
-        connections.add(connection)
-        return connection
+    listener = Listener(holder, config, executor)
 
     def on_stop(signum: signal.Signals) -> None:
         emit(_log, logging.INFO, {Field.EVENT: "stop", Field.DETAIL: signum.name})
         stopping.set()
         stop.set()
 
-    server = await open_server(config, new_connection)
+    await listener.open()
     loop.add_signal_handler(signal.SIGHUP, reload, holder, reload_config)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_stop, signum)
@@ -173,18 +215,14 @@ async def run(holder: RuntimeHolder, config: Config, reload_config: Callable[[],
     print(setup_text(holder.current), flush=True)
     KeyWatcher(holder, stopping).start()
     start_reputation(holder)
-    sweeper = asyncio.create_task(close_idle(connections, holder))
+    sweeper = asyncio.create_task(close_idle(listener.connections, holder))
     # What exists now lives as long as the process: keep it out of every garbage collection.
     gc.freeze()
     try:
         await stop.wait()
-        server.close()  # stop accepting; open connections go on
-        await drain(holder, STOP_GRACE_S)
+        await listener.close(STOP_GRACE_S)
     finally:
         sweeper.cancel()
-        for connection in list(connections):
-            if connection.transport is not None:
-                connection.transport.close()
         if holder.reputation is not None:
             holder.reputation.stop()
         executor.shutdown(wait=False, cancel_futures=True)
@@ -202,14 +240,6 @@ async def close_idle(connections: set[MilterConnection], holder: RuntimeHolder) 
             if idle > limit and not connection.waiting and connection.transport is not None:
                 emit(_log, logging.INFO, {Field.EVENT: "timeout", Field.DETAIL: f"{idle:.0f}s"})
                 connection.transport.close()
-
-
-async def drain(holder: RuntimeHolder, grace_s: float) -> None:
-    """Wait for open sessions to finish (no new connection is accepted)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + grace_s
-    while holder.sessions > 0 and loop.time() < deadline:
-        await asyncio.sleep(0.05)
 
 
 def start_reputation(holder: RuntimeHolder) -> None:

@@ -43,6 +43,7 @@ class MilterDaemon:
     extra: str = ""  # more TOML sections for the config file
     # The gate only logs by default here: signing tests are not about the host's reputation.
     mode: str = "monitor"
+    milter_timeout: str = ""  # [milter] timeout; empty: the default
     sending_ips: list[str] = field(default_factory=lambda: ["192.0.2.25"])
     helo_name: str = "mta.example.com"
     process: subprocess.Popen[bytes] | None = None
@@ -74,7 +75,8 @@ class MilterDaemon:
             # Postfix's smtpd runs as the postfix user: let it reach a unix socket.
             'socket_mode = "0666"\n'
             f'mode = "{self.mode}"\n'
-            "[signing]\n"
+            + (f'timeout = "{self.milter_timeout}"\n' if self.milter_timeout else "")
+            + "[signing]\n"
             f"domains = {toml_list(self.domains)}\n"
             f'keys = "{self.keys}"\n'
             f"algorithms = {toml_list(self.algorithms)}\n"

@@ -117,7 +117,7 @@ def test_a_burst_of_a_thousand_messages_adds_no_lookups(
 
 
 def test_a_lookup_that_waits_for_dns_holds_up_only_its_own_connection(
-    holder: RuntimeHolder, dns_server: DnsServer, tmp_path: Path
+    holder: RuntimeHolder, dns_server: DnsServer
 ) -> None:
     """The milter serves every connection on one thread; a cache miss waits on a worker."""
     slow = "slow.example.org"
@@ -125,10 +125,10 @@ def test_a_lookup_that_waits_for_dns_holds_up_only_its_own_connection(
     own = [("From", f" alice@{DOMAIN}".encode()), ("Subject", b" hi")]
 
     async def scenario() -> None:
-        async with engine(holder, tmp_path / "m.sock"):
+        async with engine(holder, 0) as listener:
             waiting, other = (
-                await Mta.open(tmp_path / "m.sock"),
-                await Mta.open(tmp_path / "m.sock"),
+                await Mta.open(listener),
+                await Mta.open(listener),
             )
             for mta in (waiting, other):
                 await mta.negotiate()

@@ -23,9 +23,7 @@ from reputable.config import MilterSocket
 from reputable.log import record_fields
 from reputable.milter import protocol as p
 from reputable.milter import session as session_module
-from reputable.milter.connection import MilterConnection
-from reputable.milter.server import new_event_loop, open_server
-from reputable.milter.session import Session
+from reputable.milter.server import Listener, new_event_loop
 from reputable.reputation import forbid_waiting
 from reputable.runtime import RuntimeHolder
 from tests.unit.milter.test_session import BODY, HEADERS, runtime_for, verifies
@@ -34,29 +32,27 @@ FINAL = frozenset(b"acdrty")
 
 
 @contextlib.asynccontextmanager
-async def engine(holder: RuntimeHolder, path: Path) -> AsyncIterator[set[MilterConnection]]:
-    """The milter's server on a unix socket in this loop, as `reputable milter` runs it."""
+async def engine(holder: RuntimeHolder, address: Path | int) -> AsyncIterator[Listener]:
+    """The milter's listener in this loop, as `reputable milter` runs it.
+
+    *address*: a unix socket path, or a TCP port on 127.0.0.1 (0: any free one).
+    """
     executor = ThreadPoolExecutor(4)
-    connections: set[MilterConnection] = set()
-
-    def new_connection() -> MilterConnection:
-        connection = MilterConnection(lambda: Session(holder), executor, connections.discard)
-        connections.add(connection)
-        return connection
-
     config = holder.current.config
-    config = replace(config, milter=replace(config.milter, socket=MilterSocket("unix", str(path))))
+    listen = (
+        MilterSocket("unix", str(address))
+        if isinstance(address, Path)
+        else MilterSocket("inet", host="127.0.0.1", port=address)
+    )
+    listener = Listener(
+        holder, replace(config, milter=replace(config.milter, socket=listen)), executor
+    )
     forbid_waiting()
-    server = await open_server(config, new_connection)
+    await listener.open()
     try:
-        yield connections
+        yield listener
     finally:
-        server.close()
-        for connection in list(connections):
-            if connection.transport is not None:
-                connection.transport.close()
-        await until(lambda: not connections)
-        await server.wait_closed()
+        await listener.close(0)
         forbid_waiting(False)
         executor.shutdown()
 
@@ -75,8 +71,14 @@ class Mta:
         self.writer = writer
 
     @classmethod
-    async def open(cls, path: Path) -> Mta:
-        reader, writer = await asyncio.open_unix_connection(str(path))
+    async def open(cls, listener: Listener) -> Mta:
+        listen = listener.config.milter.socket
+        if listen.kind == "unix":
+            reader, writer = await asyncio.open_unix_connection(listen.path)
+        else:
+            assert listener.server is not None
+            host, port = listener.server.sockets[0].getsockname()[:2]
+            reader, writer = await asyncio.open_connection(host, port)
         return cls(reader, writer)
 
     def send(self, packets: Iterable[bytes]) -> None:
@@ -164,24 +166,30 @@ def run(test: Coroutine[Any, Any, None], timeout_s: float = 20) -> None:
         runner.run(asyncio.wait_for(test, timeout_s))
 
 
-def test_a_signed_message_costs_three_round_trips_and_verifies(
-    holder: RuntimeHolder, tmp_path: Path
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_a_signed_message_costs_few_round_trips_and_verifies(
+    holder: RuntimeHolder, tmp_path: Path, kind: str
 ) -> None:
     async def scenario() -> None:
-        async with engine(holder, tmp_path / "m.sock"):
-            mta = await Mta.open(tmp_path / "m.sock")
+        async with engine(holder, tmp_path / "m.sock" if kind == "unix" else 0) as listener:
+            mta = await Mta.open(listener)
             actions, protocol, symlists = await mta.negotiate()
             assert actions == p.ADDHDRS | p.QUARANTINE | p.SETSYMLIST
             for flag in (p.P_NR_CONN, p.P_NR_MAIL, p.P_NR_HDR, p.P_NR_BODY, p.P_HDR_LEADSPC):
                 assert protocol & flag
             for flag in (p.P_NOHELO, p.P_NORCPT, p.P_NOUNKNOWN):
                 assert protocol & flag  # steps reputable does not use are not sent at all
-            assert not protocol & p.P_NODATA  # DATA is answered: no lone macro packet
             assert symlists == {2: b"{auth_authen}", 6: b"i", 5: b"i"}
-            # connect and MAIL are not answered: the first reply is DATA's.
-            mta.send([connect(), *mail(), p.packet(b"T")])
-            assert await mta.until_final() == [(b"c", b"")]
-            mta.send([*headers(), *end_of_headers()])
+            if kind == "tcp":
+                # DATA is answered: Postfix then sends no lone macro packet for Nagle to hold.
+                assert not protocol & p.P_NODATA
+                mta.send([connect(), *mail(), p.packet(b"T")])  # connect and MAIL: no reply
+                assert await mta.until_final() == [(b"c", b"")]
+                mta.send([*headers(), *end_of_headers()])
+            else:
+                # No Nagle on a unix socket: DATA is skipped, one round trip less.
+                assert protocol & p.P_NODATA
+                mta.send([connect(), *mail(), *headers(), *end_of_headers()])
             assert await mta.until_final() == [(b"c", b"")]
             mta.send(body_and_end())
             replies = await mta.until_final()
@@ -196,12 +204,10 @@ def test_a_signed_message_costs_three_round_trips_and_verifies(
     run(scenario())
 
 
-def test_the_same_conversation_fed_one_byte_at_a_time(
-    holder: RuntimeHolder, tmp_path: Path
-) -> None:
+def test_the_same_conversation_fed_one_byte_at_a_time(holder: RuntimeHolder) -> None:
     async def scenario() -> None:
-        async with engine(holder, tmp_path / "m.sock"):
-            mta = await Mta.open(tmp_path / "m.sock")
+        async with engine(holder, 0) as listener:
+            mta = await Mta.open(listener)
             await mta.negotiate()
             stream = b"".join(
                 [connect(), *mail(), p.packet(b"T"), *headers(), *end_of_headers(), *body_and_end()]
@@ -219,15 +225,15 @@ def test_the_same_conversation_fed_one_byte_at_a_time(
 
 
 def test_macros_of_one_message_do_not_leak_into_the_next(
-    holder: RuntimeHolder, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    holder: RuntimeHolder, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An authenticated message, then one without a login, over one connection from outside."""
     caplog.set_level(logging.INFO, "reputable")
     holder.replace(runtime_for(holder.current.config.signing.keys, internal_hosts=()))
 
     async def scenario() -> None:
-        async with engine(holder, tmp_path / "m.sock"):
-            mta = await Mta.open(tmp_path / "m.sock")
+        async with engine(holder, 0) as listener:
+            mta = await Mta.open(listener)
             await mta.negotiate()
             mta.send([connect("198.51.100.7"), *mail(auth="alice"), p.packet(b"T")])
             await mta.until_final()
@@ -251,15 +257,15 @@ def test_macros_of_one_message_do_not_leak_into_the_next(
 
 
 def test_a_failure_in_an_unanswered_step_is_answered_at_the_end_with_451(
-    holder: RuntimeHolder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    holder: RuntimeHolder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     class Exploding(session_module.MessageSigner):  # type: ignore[misc,name-defined]
         def body(self, chunk: bytes) -> None:
             raise RuntimeError("disk on fire")
 
     async def scenario() -> None:
-        async with engine(holder, tmp_path / "m.sock"):
-            mta = await Mta.open(tmp_path / "m.sock")
+        async with engine(holder, 0) as listener:
+            mta = await Mta.open(listener)
             await mta.negotiate()
             monkeypatch.setattr(session_module, "MessageSigner", Exploding)
             mta.send([connect(), *mail(), p.packet(b"T"), *headers(), *end_of_headers()])
@@ -289,18 +295,18 @@ def test_a_failure_in_an_unanswered_step_is_answered_at_the_end_with_451(
     ],
 )
 def test_a_peer_that_does_not_speak_the_protocol_is_disconnected(
-    holder: RuntimeHolder, tmp_path: Path, garbage: bytes, caplog: pytest.LogCaptureFixture
+    holder: RuntimeHolder, garbage: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, "reputable")
 
     async def scenario() -> None:
-        async with engine(holder, tmp_path / "m.sock") as connections:
-            mta = await Mta.open(tmp_path / "m.sock")
+        async with engine(holder, 0) as listener:
+            mta = await Mta.open(listener)
             await mta.negotiate()
             mta.send([garbage])
             assert await mta.reader.read() == b""  # closed, nothing answered
             await mta.close()
-            await until(lambda: not connections)
+            await until(lambda: not listener.connections)
         assert holder.sessions == 0
 
     run(scenario())
@@ -308,18 +314,16 @@ def test_a_peer_that_does_not_speak_the_protocol_is_disconnected(
     assert "protocol_error" in events
 
 
-def test_a_connection_lost_mid_message_ends_its_session(
-    holder: RuntimeHolder, tmp_path: Path
-) -> None:
+def test_a_connection_lost_mid_message_ends_its_session(holder: RuntimeHolder) -> None:
     async def scenario() -> None:
-        async with engine(holder, tmp_path / "m.sock") as connections:
-            mta = await Mta.open(tmp_path / "m.sock")
+        async with engine(holder, 0) as listener:
+            mta = await Mta.open(listener)
             await mta.negotiate()
             mta.send([connect(), *mail(), p.packet(b"T"), *headers()[:2]])
             await mta.until_final()
             assert holder.sessions == 1
             await mta.close()
-            await until(lambda: not connections)
+            await until(lambda: not listener.connections)
         assert holder.sessions == 0
 
     run(scenario())
@@ -331,11 +335,11 @@ def test_the_socket_gets_the_configured_mode_and_replaces_a_stale_one(
     path = tmp_path / "m.sock"
 
     async def scenario() -> None:
-        async with engine(holder, path):
+        async with engine(holder, path) as listener:
             assert path.stat().st_mode & 0o777 == holder.current.config.milter.socket_mode
         # A socket left behind (a crash) is replaced at the next start.
-        async with engine(holder, path):
-            mta = await Mta.open(path)
+        async with engine(holder, path) as listener:
+            mta = await Mta.open(listener)
             await mta.negotiate()
             await mta.close()
 
