@@ -299,7 +299,14 @@ class Bench:
         workdir = self.workdir / f"{name}-{kind}{tag}"
         milter = make_milter(name, workdir, kind, self.keys, self.dns.address, self.dual_sign)
         milter.start()
-        self.cursor(milter)
+        cursor = self.cursor(milter)
+        if name == "reputable":
+            # Messages before the first host refresh would be judged "ptr=unknown".
+            deadline = time.monotonic() + 30
+            while not any(line.get("event") == "host_refreshed" for line in cursor.new_lines()):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("reputable never finished its first host refresh")
+                time.sleep(0.05)
         return milter
 
     def warm_up(self, name: str, postfix: PostfixInstance, milter: MilterProcess | None) -> None:

@@ -121,6 +121,9 @@ class Refresher:
                 Field.FIX: finding.fix or None,
             }
             emit(_log, logging.WARNING if finding.status is not Status.OK else logging.INFO, fields)
+        first = not self.current.ready
         self.current = fresh
         elapsed_ms = f"{(time.monotonic() - started) * 1000:.0f}"
-        emit(_log, logging.DEBUG, {Field.EVENT: "host_refreshed", Field.MS: elapsed_ms})
+        # The first one is news (the gate now judges the host); the later ones are routine.
+        level = logging.INFO if first else logging.DEBUG
+        emit(_log, level, {Field.EVENT: "host_refreshed", Field.MS: elapsed_ms})

@@ -62,6 +62,9 @@ def _by_name(fields: Sequence[HeaderField]) -> dict[bytes, list[HeaderField]]:
     return index
 
 
+FOLD = b"\r\n\t"  # where fold_signature breaks a line: CRLF, then a tab
+
+
 def fold_signature(tags: Sequence[tuple[str, str]], width: int = 78) -> bytes:
     """The DKIM-Signature value for `tags`, in order, folded so no line exceeds `width`.
 

@@ -12,7 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from reputable.signing.canonicalization import BodyHasher, Canonicalization, canonicalize_header
-from reputable.signing.headers import SIGNATURE_NAME, HeaderField, fold_signature, select_headers
+from reputable.signing.headers import (
+    FOLD,
+    SIGNATURE_NAME,
+    HeaderField,
+    fold_signature,
+    select_headers,
+)
 from reputable.signing.signature import SigningKey, sign_digest_input, signature_size
 
 # RFC 5322 §3.6.8 ftext (printable ASCII but ":"), lower-case: names go into h= as given.
@@ -97,11 +103,24 @@ def build_signature(
         ("bh", base64.b64encode(body_hash).decode("ascii")),
     ]
     template = fold_signature([*tags, ("b", "A" * _base64_length(signature_size(key)))])
-    unsigned = HeaderField(SIGNATURE_NAME, template[: template.rindex(b"b=") + 2])
+    cut = template.rindex(b"b=") + 2
+    unsigned = HeaderField(SIGNATURE_NAME, template[:cut])
     signature = sign_digest_input(key, header_hash_input(chosen, unsigned, policy.header_canon))
-    value = fold_signature([*tags, ("b", base64.b64encode(signature).decode("ascii"))])
-    assert value.startswith(unsigned.value), "b= folded differently from its placeholder"
+    value = template[:cut] + _fill_placeholder(template[cut:], base64.b64encode(signature))
     return HeaderField(SIGNATURE_NAME, value)
+
+
+def _fill_placeholder(folded: bytes, b64: bytes) -> bytes:
+    """The folded b= placeholder with the real value in its place: the same folds, same lengths."""
+    pieces = folded.split(FOLD)
+    if sum(map(len, pieces)) != len(b64) or any(piece.strip(b"A") for piece in pieces):
+        raise AssertionError(f"b= placeholder {folded!r} does not fit a value of {len(b64)}")
+    filled: list[bytes] = []
+    start = 0
+    for piece in pieces:
+        filled.append(b64[start : start + len(piece)])
+        start += len(piece)
+    return FOLD.join(filled)
 
 
 def header_hash_input(

@@ -403,3 +403,14 @@ def test_policy_rejects_names_that_are_not_lower_case_field_names(name: str) -> 
 def test_policy_defaults_are_relaxed_relaxed() -> None:
     policy = SigningPolicy(headers=("from",))
     assert (policy.header_canon, policy.body_canon, policy.oversign) == (RELAXED, RELAXED, ())
+
+
+def test_the_real_b_value_takes_the_placeholders_folds() -> None:
+    from reputable.signing.signer import _fill_placeholder
+
+    assert _fill_placeholder(b"AAA\r\n\tAA", b"abcde") == b"abc\r\n\tde"
+    assert _fill_placeholder(b"\r\n\tAAAA", b"abcd") == b"\r\n\tabcd"
+    with pytest.raises(AssertionError):
+        _fill_placeholder(b"AAA", b"abcd")  # a value of another length
+    with pytest.raises(AssertionError):
+        _fill_placeholder(b"AA;A", b"abc")  # not a placeholder
