@@ -160,7 +160,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"({m['os']}); Postfix {m['postfix']}; {m['opendkim']} ({m['opendkim_package']}); "
         f"dkimpy-milter {m['dkimpy_milter']} (dkimpy {m['dkimpy_milter_dkimpy']}, "
         f"{m['dkimpy_milter_python']}); reputable {m['reputable']} on Python {m['python']}, "
-        f"pymilter {m['pymilter']}, cryptography {m['cryptography']} ({m['openssl']}).",
+        f"pymilter {m['pymilter']}, uvloop {m.get('uvloop', '-')}, "
+        f"cryptography {m['cryptography']} ({m['openssl']}).",
         "",
     ]
     if results.get("warning"):
@@ -283,7 +284,7 @@ _LOCATION = re.compile(r"^(?P<func>.*?) \((?P<file>[^:()]*)(?::\d+)?\)$")
 # What a sampled thread was doing, judged from its stack (first match wins).
 STATES: tuple[tuple[str, str], ...] = (
     ("waiting for the logging handler's lock", r"Handler\.acquire"),
-    ("idle: libmilter waiting for the MTA", r"^(poll|read|accept|select) \(libc|mi_listener"),
+    ("idle: waiting for the MTA", r"^(poll|read|accept|select|epoll_wait) \(libc|mi_listener"),
     ("idle: main and background threads", r"Thread\.join|Event\.wait|Condition\.wait|time\.sleep"),
     (
         "waiting for the GIL",
@@ -301,9 +302,10 @@ AREAS: tuple[tuple[str, str], ...] = (
     ),
     ("policy (From parsing, source, keys)", r"reputable/(policy|author|runtime)"),
     ("the per-message log line (logging)", r"reputable/log\.py|logging/__init__"),
-    ("session callbacks (reputable/milter)", r"reputable/milter/"),
-    ("pymilter glue (Milter, miltermodule.c)", r"Milter/|miltermodule\.c"),
-    ("libmilter (protocol I/O)", r"libmilter|^mi_"),
+    ("session callbacks (reputable/milter/session.py)", r"reputable/milter/session"),
+    ("pymilter glue (Milter)", r"Milter/|miltermodule\.c"),
+    ("milter protocol and event loop (connection, protocol, uvloop)", r"reputable/milter/|uvloop"),
+    ("libmilter (the peers' protocol I/O)", r"libmilter|^mi_"),
 )
 _WAITING_LEAF = re.compile(
     r"^(0x[0-9a-f]+|pthread_cond_\w*wait|pthread_mutex_lock|poll|read|accept|select|epoll_wait) \("

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
 import platform
 import re
@@ -159,6 +160,7 @@ def machine() -> dict[str, object]:
         "python": sys.version.split()[0],
         "reputable": __version__,
         "pymilter": getattr(Milter, "__version__", "unknown"),
+        "uvloop": importlib.metadata.version("uvloop"),
         "cryptography": cryptography.__version__,
         "openssl": backend.openssl_version_text(),
     }
