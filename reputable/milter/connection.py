@@ -148,7 +148,8 @@ class MilterConnection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.end_session()
+        if not self.waiting:  # else the worker still uses the session: resume() ends it
+            self.end_session()
         self.on_close(self)
 
     # Packets
@@ -319,7 +320,8 @@ class MilterConnection(asyncio.BufferedProtocol):
 
     def resume(self, future: asyncio.Future[int]) -> None:
         self.waiting = False
-        if self.closed:
+        if self.closed:  # the MTA went away meanwhile
+            self.end_session()
             return
         exc = future.exception()
         if exc is not None:

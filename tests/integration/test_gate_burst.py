@@ -36,6 +36,7 @@ from tests.unit.milter.test_connection import (
     headers,
     mail,
     run,
+    until,
 )
 from tests.unit.milter.test_session import Ctx, run_message
 
@@ -154,3 +155,32 @@ def test_a_lookup_that_waits_for_dns_holds_up_only_its_own_connection(
         run(scenario(), 30)
     finally:
         dns_server.set_drop(slow, False)
+
+
+def test_an_mta_that_leaves_during_a_lookup_ends_the_session_cleanly(
+    holder: RuntimeHolder, dns_server: DnsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "reputable")
+    slow = "gone.example.org"
+    dns_server.set_drop(slow)
+    own = [("From", f" alice@{DOMAIN}".encode()), ("Subject", b" hi")]
+
+    async def scenario() -> None:
+        async with engine(holder, 0) as listener:
+            mta = await Mta.open(listener)
+            await mta.negotiate()
+            mta.send([connect(), *mail(f"<bob@{slow}>"), p.packet(b"T")])
+            await mta.until_final()
+            mta.send([*headers(own), *end_of_headers("GONE1")])
+            await until(lambda: any(c.waiting for c in listener.connections))
+            await mta.close()  # while the SPF lookup waits on its worker
+            await until(lambda: not listener.connections)
+            assert holder.sessions == 1  # the worker still holds the session
+            await until(lambda: holder.sessions == 0)  # ended once the lookup is over
+
+    try:
+        run(scenario(), 30)
+    finally:
+        dns_server.set_drop(slow, False)
+    errors = [record_fields(r) for r in caplog.records if record_fields(r).get("event") == "error"]
+    assert errors == []
