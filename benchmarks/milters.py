@@ -1,4 +1,4 @@
-"""The three milters under test, each run in the foreground from its own config in a temp dir.
+"""The milters under test, each run in the foreground from its own config in a temp dir.
 
 * reputable: ``python -m reputable milter --config FILE`` with every reputation
   check enabled (PTR/FCrDNS, an IP blocklist and a domain blocklist, SPF,
@@ -10,6 +10,8 @@
 * dkimpy-milter: ``/usr/bin/dkimpy-milter FILE``, which stays in the
   foreground (it never forks; systemd runs it as Type=simple), signing mode,
   the same PEM (and the same Ed25519 key as its base64 seed).
+* header-only: ``python -m benchmarks.header_only_milter SOCKET``, which adds
+  one header field and signs nothing: the most any milter can reach.
 
 All three sign relaxed/relaxed, trust 127.0.0.1 (where Postfix's smtpd says
 the client is), and write no syslog.  A unix socket is made 0666 (Postfix's
@@ -42,7 +44,8 @@ from reputable.log import parse_logfmt
 
 OPENDKIM = "/usr/sbin/opendkim"
 DKIMPY_MILTER = "/usr/bin/dkimpy-milter"
-MILTERS = ("reputable", "opendkim", "dkimpy-milter")
+HEADER_ONLY = "header-only"
+MILTERS = ("reputable", "opendkim", "dkimpy-milter", HEADER_ONLY)
 READY_TIMEOUT_S = 30.0
 
 
@@ -270,6 +273,16 @@ def dkimpy_milter(workdir: Path, kind: str, keys: Keys, dual_sign: bool) -> Milt
     return MilterProcess("dkimpy-milter", endpoint, workdir, [DKIMPY_MILTER, str(config)])
 
 
+def header_only_milter(workdir: Path, kind: str) -> MilterProcess:
+    """benchmarks/header_only_milter.py: adds one field, signs nothing (the ceiling)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    workdir.chmod(0o755)
+    endpoint = Endpoint.make(kind, workdir)
+    argv = [sys.executable, "-m", "benchmarks.header_only_milter", endpoint.libmilter]
+    root = str(Path(__file__).resolve().parent.parent)  # it runs from workdir: find benchmarks/
+    return MilterProcess(HEADER_ONLY, endpoint, workdir, argv, env={"PYTHONPATH": root})
+
+
 def make_milter(
     name: str, workdir: Path, kind: str, keys: Keys, dns: tuple[str, int], dual_sign: bool
 ) -> MilterProcess:
@@ -279,6 +292,8 @@ def make_milter(
         return opendkim_milter(workdir, kind, keys)
     if name == "dkimpy-milter":
         return dkimpy_milter(workdir, kind, keys, dual_sign)
+    if name == HEADER_ONLY:
+        return header_only_milter(workdir, kind)
     raise ValueError(f"unknown milter {name!r}")
 
 
