@@ -165,7 +165,8 @@ class MilterConnection(asyncio.BufferedProtocol):
                 self.dispatch(*item)
         except p.ProtocolError as exc:
             self.abandon("protocol_error", str(exc))
-        except Exception as exc:  # a fault outside any message's boundary: the MTA retries
+        except (Exception, WouldBlock) as exc:  # outside any message's boundary: the MTA retries
+            # (WouldBlock here: a lookup in a step that is not run again on a worker.)
             emit(
                 _log, logging.ERROR, {Field.EVENT: "error", Field.DETAIL: repr(exc)}, exc_info=True
             )

@@ -24,7 +24,7 @@ from reputable.log import record_fields
 from reputable.milter import protocol as p
 from reputable.milter import session as session_module
 from reputable.milter.server import Listener, new_event_loop
-from reputable.reputation import forbid_waiting
+from reputable.reputation import WouldBlock, forbid_waiting
 from reputable.runtime import RuntimeHolder
 from tests.unit.milter.test_session import BODY, HEADERS, runtime_for, verifies
 
@@ -344,3 +344,31 @@ def test_the_socket_gets_the_configured_mode_and_replaces_a_stale_one(
             await mta.close()
 
     run(scenario())
+
+
+def test_a_lookup_outside_the_end_of_headers_closes_the_connection_instead_of_hanging(
+    holder: RuntimeHolder, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only end of headers is run again on a worker; elsewhere WouldBlock is a fault."""
+    caplog.set_level(logging.WARNING, "reputable")
+
+    class Waiting(session_module.MessageSigner):  # type: ignore[misc,name-defined]
+        def body(self, chunk: bytes) -> None:
+            raise WouldBlock("a lookup in the body step")
+
+    monkeypatch.setattr(session_module, "MessageSigner", Waiting)
+
+    async def scenario() -> None:
+        async with engine(holder, 0) as listener:
+            mta = await Mta.open(listener)
+            await mta.negotiate()
+            mta.send([connect(), *mail(), p.packet(b"T"), *headers(), *end_of_headers()])
+            await mta.until_final()
+            await mta.until_final()
+            mta.send(body_and_end())
+            assert await mta.reader.read() == b""  # Postfix applies milter_default_action
+            await mta.close()
+            await until(lambda: holder.sessions == 0)
+
+    run(scenario())
+    assert "internal_error" in [record_fields(r).get("event") for r in caplog.records]
