@@ -11,6 +11,7 @@ SIGTERM/SIGINT stop accepting, let open sessions finish, and return.
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import os
@@ -71,11 +72,17 @@ async def open_server(
 async def open_unix(
     path: str, mode: int, factory: Callable[[], asyncio.BaseProtocol]
 ) -> asyncio.Server:
-    """A unix socket with the configured mode; a stale socket is replaced, any other file kept."""
+    """A unix socket with the configured mode; a stale socket is replaced, any other file kept.
+
+    A socket that still answers belongs to a running milter: that is an error
+    (EADDRINUSE), not something to take over.
+    """
     where = Path(path)
     where.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     try:
         if stat.S_ISSOCK(where.lstat().st_mode):
+            if _answers(path):
+                raise OSError(errno.EADDRINUSE, "another process listens on it")
             where.unlink()
     except FileNotFoundError:
         pass
@@ -86,6 +93,16 @@ async def open_unix(
         os.umask(old_umask)
     os.chmod(path, mode)
     return server
+
+
+def _answers(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+        return True
 
 
 def announce(runtime: Runtime, event: str) -> None:

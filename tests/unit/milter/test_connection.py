@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from reputable.config import MilterSocket
+from reputable.errors import ConfigError
 from reputable.log import record_fields
 from reputable.milter import protocol as p
 from reputable.milter import session as session_module
@@ -372,3 +373,19 @@ def test_a_lookup_outside_the_end_of_headers_closes_the_connection_instead_of_ha
 
     run(scenario())
     assert "internal_error" in [record_fields(r).get("event") for r in caplog.records]
+
+
+def test_a_unix_socket_another_milter_listens_on_is_not_taken_over(
+    holder: RuntimeHolder, tmp_path: Path
+) -> None:
+    path = tmp_path / "m.sock"
+
+    async def scenario() -> None:
+        async with engine(holder, path):
+            with pytest.raises(ConfigError) as refused:
+                async with engine(holder, path):
+                    pass
+            assert "another process listens on it" in str(refused.value.problems[0])
+            assert path.exists()  # the running one keeps its socket
+
+    run(scenario())
