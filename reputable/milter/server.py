@@ -224,14 +224,16 @@ async def run(holder: RuntimeHolder, config: Config, reload_config: Callable[[],
         stopping.set()
         stop.set()
 
+    # The gate's engine first (finding the host's identity may wait on DNS), so that no
+    # message is accepted before the gate can judge it; it is built on a worker thread.
+    await loop.run_in_executor(executor, start_reputation, holder)
     await listener.open()
-    loop.add_signal_handler(signal.SIGHUP, reload, holder, reload_config)
+    loop.add_signal_handler(signal.SIGHUP, reload, holder, reload_config, executor)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_stop, signum)
     announce(holder.current, "start")
     print(setup_text(holder.current), flush=True)
     KeyWatcher(holder, stopping).start()
-    start_reputation(holder)
     sweeper = asyncio.create_task(close_idle(listener.connections, holder))
     # What exists now lives as long as the process: keep it out of every garbage collection.
     gc.freeze()
@@ -259,18 +261,29 @@ async def close_idle(connections: set[MilterConnection], holder: RuntimeHolder) 
                 connection.transport.close()
 
 
+_engine_swap = threading.Lock()
+
+
 def start_reputation(holder: RuntimeHolder) -> None:
-    """(Re)start the gate's engine for the current configuration; the old one stops."""
-    old = holder.reputation
-    engine = Reputation(holder)
-    engine.start()
-    holder.reputation = engine
-    if old is not None:
-        old.stop()
+    """(Re)start the gate's engine for the current configuration; the old one stops.
+
+    May wait on DNS (the host's name): run it on a worker thread, never on the loop.
+    """
+    with _engine_swap:
+        old = holder.reputation
+        engine = Reputation(holder)
+        engine.start()
+        holder.reputation = engine
+        if old is not None:
+            old.stop()
 
 
-def reload(holder: RuntimeHolder, reload_config: Callable[[], Config]) -> None:
-    """Build a new Runtime from the files; on any problem keep running with the old one."""
+def reload(holder: RuntimeHolder, reload_config: Callable[[], Config], executor: Executor) -> None:
+    """Build a new Runtime from the files; on any problem keep running with the old one.
+
+    The runtime is swapped at once; the gate's engine is rebuilt on a worker, the old
+    one judging meanwhile, and "reloaded" is logged when both are in place.
+    """
     try:
         config = reload_config()
         runtime = load_runtime(config)
@@ -283,5 +296,12 @@ def reload(holder: RuntimeHolder, reload_config: Callable[[], Config]) -> None:
         emit(_log, logging.WARNING, {Field.EVENT: "reload", Field.DETAIL: detail})
     configure_logging(config.log)
     holder.replace(runtime)
-    start_reputation(holder)
-    announce(runtime, "reloaded")
+
+    def done(future: asyncio.Future[None]) -> None:
+        if future.exception() is not None:
+            detail = f"the gate kept its old engine: {future.exception()!r}"
+            emit(_log, logging.ERROR, {Field.EVENT: "reload_failed", Field.DETAIL: detail})
+        announce(runtime, "reloaded")
+
+    future = asyncio.get_running_loop().run_in_executor(executor, start_reputation, holder)
+    future.add_done_callback(done)

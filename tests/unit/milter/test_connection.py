@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import struct
+import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -23,6 +24,7 @@ from reputable.config import MilterSocket
 from reputable.errors import ConfigError
 from reputable.log import record_fields
 from reputable.milter import protocol as p
+from reputable.milter import server as server_module
 from reputable.milter import session as session_module
 from reputable.milter.server import Listener, new_event_loop
 from reputable.reputation import WouldBlock, forbid_waiting
@@ -389,3 +391,51 @@ def test_a_unix_socket_another_milter_listens_on_is_not_taken_over(
             assert path.exists()  # the running one keeps its socket
 
     run(scenario())
+
+
+def test_a_reload_rebuilds_the_gate_engine_on_a_worker_while_mail_flows(
+    holder: RuntimeHolder, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Finding the host's identity may wait on DNS: the loop goes on serving meanwhile."""
+    caplog.set_level(logging.INFO, "reputable")
+    building, release = threading.Event(), threading.Event()
+
+    class SlowEngine:
+        def __init__(self, holder: RuntimeHolder) -> None:
+            building.set()
+            release.wait(10)
+
+        def start(self) -> None:
+            pass
+
+        def stop(self) -> None:
+            pass
+
+    monkeypatch.setattr(server_module, "Reputation", SlowEngine)
+    monkeypatch.setattr(server_module, "configure_logging", lambda config: None)
+
+    def events() -> list[object]:
+        return [record_fields(r).get("event") for r in caplog.records]
+
+    async def scenario() -> None:
+        async with engine(holder, 0) as listener:
+            server_module.reload(holder, lambda: holder.current.config, listener.executor)
+            await until(building.is_set)
+            mta = await Mta.open(listener)
+            await mta.negotiate()
+            mta.send([connect(), *mail(), p.packet(b"T"), *headers(), *end_of_headers()])
+            await mta.until_final()
+            await mta.until_final()
+            mta.send(body_and_end())
+            assert [c for c, _ in await mta.until_final()] == [b"i", b"i", b"a"]
+            assert "reloaded" not in events()  # the engine is still being built
+            release.set()
+            await until(lambda: "reloaded" in events())
+            assert isinstance(holder.reputation, SlowEngine)
+            await mta.close()
+
+    try:
+        run(scenario())
+    finally:
+        release.set()
+        holder.reputation = None
