@@ -11,8 +11,10 @@ OpenDKIM, dkimpy-milter.
 ``N`` connections run concurrently (asyncio, one thread), each sending ``M``
 messages, ``--per-session`` of them over one milter connection (default 1:
 one SMTP session per message, like ``smtp-source`` without ``-d``).  Macros
-are sent as Postfix sends them: at each stage, the milter's requested list
-(``setsymlist``) or Postfix's default list, only those with a value.
+are sent as Postfix 3.7's milter8.c sends them: before every event, skipped
+ones included, the milter's requested list for the stage (``setsymlist``) or
+Postfix's default list, only those with a value; the end-of-header list goes
+before every header too, and the end-of-data list before every body chunk.
 
 Usage::
 
@@ -376,13 +378,18 @@ class Session:
         payload = await self.reader.readexactly(length)
         return payload[:1], payload[1:]
 
-    def macros(self, command: bytes, values: dict[str, str]) -> bytes:
+    def macros(self, command: bytes, values: dict[str, str], event: bytes = b"") -> bytes:
+        """The macro packet for *command*'s stage, sent ahead of *event* (default: itself).
+
+        Postfix sends the end-of-header macros before every header too, and the
+        end-of-data macros before every body chunk, each tagged with that event.
+        """
         names = self.symlists.get(command, POSTFIX_MACROS.get(command, ()))
         pairs = [(n, values[n]) for n in names if values.get(n)]
         if not pairs:
             return b""
         flat = [s for pair in pairs for s in pair]
-        return _packet(SMFIC_MACRO, command + _cstrings(*flat))
+        return _packet(SMFIC_MACRO, (event or command) + _cstrings(*flat))
 
     async def step(self, packet: bytes, skip_flag: int, noreply_flag: int) -> bytes | None:
         """Send one step (unless skipped); return its reply, or None when none is expected."""
@@ -452,14 +459,14 @@ class Session:
             (SMFIC_DATA, _packet(SMFIC_DATA), SMFIP_NODATA, SMFIP_NR_DATA),
         ]
         for command, packet, skip, noreply in steps:
-            if not self.protocol & skip:
-                self.writer.write(self.macros(command, values))
+            self.writer.write(self.macros(command, values))  # Postfix sends them even if skipped
             ended = _ends(await self.step(packet, skip, noreply))
             if ended:
                 return ended, None
         leading = bool(self.protocol & SMFIP_HDR_LEADSPC)
         for name, value in self.parsed.headers:
             text = value if leading else value.removeprefix(" ")
+            self.writer.write(self.macros(SMFIC_EOH, values, SMFIC_HEADER))
             ended = _ends(
                 await self.step(
                     _packet(SMFIC_HEADER, _cstrings(name, text)), SMFIP_NOHDRS, SMFIP_NR_HDR
@@ -467,13 +474,13 @@ class Session:
             )
             if ended:
                 return ended, None
-        if not self.protocol & SMFIP_NOEOH:
-            self.writer.write(self.macros(SMFIC_EOH, values))
+        self.writer.write(self.macros(SMFIC_EOH, values))
         ended = _ends(await self.step(_packet(SMFIC_EOH), SMFIP_NOEOH, SMFIP_NR_EOH))
         if ended:
             return ended, None
         body = self.parsed.body
         for offset in range(0, len(body), BODY_CHUNK):
+            self.writer.write(self.macros(SMFIC_BODYEOB, values, SMFIC_BODY))
             reply = await self.step(
                 _packet(SMFIC_BODY, body[offset : offset + BODY_CHUNK]),
                 SMFIP_NOBODY,

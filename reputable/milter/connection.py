@@ -100,6 +100,7 @@ _ANSWERS = {
     Milter.DISCARD: p.R_DISCARD,
 }
 _CONTINUE = p.packet(p.R_CONTINUE)
+_STAGES = frozenset(p.STAGE_ORDER)
 
 
 class MilterConnection(asyncio.BufferedProtocol):
@@ -201,6 +202,10 @@ class MilterConnection(asyncio.BufferedProtocol):
         self.answer(self.current().header_bytes(name, value))
 
     def on_macro(self, data: bytes) -> None:
+        if data and data[0] not in _STAGES:
+            # Postfix repeats the end-of-header macros before every header and the
+            # end-of-data ones before every body chunk; those copies are never read.
+            return
         stage, values = p.parse_macros(data)
         self.ctx.set_macros(stage, values)
 

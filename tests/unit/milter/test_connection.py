@@ -135,8 +135,16 @@ def mail(sender: str = "<alice@example.com>", auth: str | None = None) -> list[b
     return [macros(b"M", **given), p.packet(b"M", sender.encode() + b"\0")]
 
 
-def headers(fields: list[tuple[str, bytes]] = HEADERS) -> list[bytes]:
-    return [p.packet(b"L", name.encode() + b"\0" + value + b"\0") for name, value in fields]
+def headers(fields: list[tuple[str, bytes]] = HEADERS, queue_id: str = "4Xy1") -> list[bytes]:
+    """As Postfix sends them: the end-of-header macros again before each one, tagged "L"."""
+    return [
+        packet
+        for name, value in fields
+        for packet in (
+            macros(b"L", i=queue_id),
+            p.packet(b"L", name.encode() + b"\0" + value + b"\0"),
+        )
+    ]
 
 
 def end_of_headers(queue_id: str = "4Xy1") -> list[bytes]:
@@ -144,7 +152,12 @@ def end_of_headers(queue_id: str = "4Xy1") -> list[bytes]:
 
 
 def body_and_end(body: bytes = BODY, queue_id: str = "4Xy1") -> list[bytes]:
-    return [p.packet(b"B", body), macros(b"E", i=queue_id), p.packet(b"E")]
+    return [
+        macros(b"B", i=queue_id),
+        p.packet(b"B", body),
+        macros(b"E", i=queue_id),
+        p.packet(b"E"),
+    ]
 
 
 def signed(replies: list[tuple[bytes, bytes]], fields: list[tuple[str, bytes]] = HEADERS) -> bytes:
