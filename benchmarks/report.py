@@ -86,24 +86,11 @@ def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
             alone = _median(find(results, "none", "unix", size, sessions))
             header_only = _median(find(results, "header-only", "unix", size, sessions))
             where = f"unix {size_text(size)} x{sessions}"
-            r = _ratio(rep, odk)
-            met = None if r is None else r >= 1.5
-            add(
-                f"throughput vs OpenDKIM, {where}",
-                r,
-                ">= 1.5",
-                met,
-                _bounds(alone, header_only, odk),
-            )
-            r = _ratio(rep, dpy)
-            met = None if r is None else r >= 4
-            add(
-                f"throughput vs dkimpy-milter, {where}",
-                r,
-                ">= 4",
-                met,
-                _bounds(alone, header_only, dpy),
-            )
+            for peer, peer_rate, least in (("OpenDKIM", odk, 1.5), ("dkimpy-milter", dpy, 4.0)):
+                r = _ratio(rep, peer_rate)
+                met = None if r is None else r >= least
+                bounds = _bounds(alone, header_only, peer_rate)
+                add(f"throughput vs {peer}, {where}", r, f">= {least:g}", met, bounds)
     none = _median(find(results, "none", "unix", 2 * KB, 20))
     references = (("opendkim", None), ("dkimpy-milter", None), ("header-only", None))
     for milter, target in (("reputable", 0.6), *references):

@@ -112,6 +112,12 @@ class Mta:
             symlists[stage] = names
         return actions, protocol, symlists
 
+    async def through_headers(self) -> None:
+        """A message from an internal client up to the end of its headers (over TCP: DATA too)."""
+        self.send([connect(), *mail(), p.packet(b"T"), *headers(), *end_of_headers()])
+        assert await self.until_final() == [(b"c", b"")]  # DATA
+        assert await self.until_final() == [(b"c", b"")]  # end of headers
+
     async def close(self) -> None:
         self.writer.close()
         with contextlib.suppress(OSError):
@@ -284,9 +290,7 @@ def test_a_failure_in_an_unanswered_step_is_answered_at_the_end_with_451(
             mta = await Mta.open(listener)
             await mta.negotiate()
             monkeypatch.setattr(session_module, "MessageSigner", Exploding)
-            mta.send([connect(), *mail(), p.packet(b"T"), *headers(), *end_of_headers()])
-            await mta.until_final()
-            await mta.until_final()
+            await mta.through_headers()
             mta.send(body_and_end())
             (reply,) = await mta.until_final()
             assert reply[0] == b"y" and reply[1].startswith(b"451 4.3.0 ")
@@ -378,9 +382,7 @@ def test_a_lookup_outside_the_end_of_headers_closes_the_connection_instead_of_ha
         async with engine(holder, 0) as listener:
             mta = await Mta.open(listener)
             await mta.negotiate()
-            mta.send([connect(), *mail(), p.packet(b"T"), *headers(), *end_of_headers()])
-            await mta.until_final()
-            await mta.until_final()
+            await mta.through_headers()
             mta.send(body_and_end())
             assert await mta.reader.read() == b""  # Postfix applies milter_default_action
             await mta.close()
@@ -436,9 +438,7 @@ def test_a_reload_rebuilds_the_gate_engine_on_a_worker_while_mail_flows(
             await until(building.is_set)
             mta = await Mta.open(listener)
             await mta.negotiate()
-            mta.send([connect(), *mail(), p.packet(b"T"), *headers(), *end_of_headers()])
-            await mta.until_final()
-            await mta.until_final()
+            await mta.through_headers()
             mta.send(body_and_end())
             assert [c for c, _ in await mta.until_final()] == [b"i", b"i", b"a"]
             assert "reloaded" not in events()  # the engine is still being built
