@@ -33,7 +33,11 @@ def run_demo(config: Path, seconds: float = 20.0) -> str:
         if "event=start" in line or not line:
             break
     process.send_signal(signal.SIGTERM)
-    rest, _ = process.communicate(timeout=20)
+    # Not communicate(): it reads the pipe itself and would lose what readline() has
+    # already buffered past the start line (the setup text often comes in that read).
+    # What is left fits in the pipe, so waiting first cannot block the milter.
+    process.wait(20)
+    rest = process.stdout.read()
     assert process.returncode == 0, "".join(output) + rest
     return "".join(output) + rest
 
