@@ -37,7 +37,8 @@ def run_demo(config: Path, seconds: float = 20.0) -> str:
     # already buffered past the start line (the setup text often comes in that read).
     # What is left fits in the pipe, so waiting first cannot block the milter.
     process.wait(20)
-    rest = process.stdout.read()
+    with process.stdout:
+        rest = process.stdout.read()
     assert process.returncode == 0, "".join(output) + rest
     return "".join(output) + rest
 
