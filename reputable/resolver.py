@@ -8,9 +8,11 @@ can point every lookup at their own server).
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 import dns.exception
+import dns.name
 import dns.nameserver
 import dns.resolver
 
@@ -75,3 +77,36 @@ def build_dnsbl_resolver(
     """
     servers = config.dnsbl_nameservers or config.nameservers
     return build_resolver(dataclasses.replace(config, nameservers=servers), resolv_conf=resolv_conf)
+
+
+class NoTimeLeft(Exception):
+    """A bounded lookup's deadline passed before its query could be sent."""
+
+
+def resolve_by(
+    resolver: dns.resolver.Resolver, name: str, rdtype: str, deadline: float
+) -> dns.resolver.Answer | None:
+    """`rdtype` at `name` with what is left until `deadline` (time.monotonic()); None for NXDOMAIN.
+
+    Raises NoTimeLeft past the deadline, DNSException when the lookup fails.
+    """
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise NoTimeLeft
+    try:
+        return resolver.resolve(
+            dns.name.from_text(name),
+            rdtype,
+            raise_on_no_answer=False,
+            lifetime=remaining,
+            search=False,
+        )
+    except dns.resolver.NXDOMAIN:
+        return None
+
+
+def failure_reason(exc: Exception, timeout_s: float) -> str:
+    """Why a bounded lookup failed, in a few words."""
+    if isinstance(exc, dns.exception.Timeout | NoTimeLeft):
+        return f"no answer within {timeout_s:g} s"
+    return str(exc) or type(exc).__name__

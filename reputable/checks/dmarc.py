@@ -19,6 +19,7 @@ import dns.rdtypes.txtbase
 import dns.resolver
 
 from reputable.checks.findings import Finding, Outcome, Status
+from reputable.resolver import NoTimeLeft, failure_reason, resolve_by
 
 DEFAULT_TTL_S = 300  # when no answer carried a TTL (nothing found anywhere)
 RETRY_TTL_S = 60  # how long a DNS failure is believed before asking again
@@ -240,10 +241,6 @@ def discover_policy(
 # --- asking DNS (I/O) ---
 
 
-class _NoTimeLeft(Exception):
-    """The walk's deadline passed before a query could be sent."""
-
-
 @dataclass(frozen=True, slots=True)
 class _Walk:
     records: dict[str, tuple[str, ...]]
@@ -252,26 +249,14 @@ class _Walk:
 
 
 def _txt(
-    name: str, resolver: dns.resolver.Resolver, deadline: float, timeout_s: float
+    name: str, resolver: dns.resolver.Resolver, deadline: float
 ) -> tuple[tuple[str, ...], int | None]:
     """The TXT records at `name` (() for NXDOMAIN/NODATA) and their TTL.
 
-    Raises DNSException on DNS trouble, _NoTimeLeft past the deadline.
+    Raises DNSException on DNS trouble, NoTimeLeft past the deadline.
     """
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise _NoTimeLeft
-    try:
-        answer = resolver.resolve(
-            dns.name.from_text(name),
-            "TXT",
-            raise_on_no_answer=False,
-            lifetime=remaining,
-            search=False,
-        )
-    except dns.resolver.NXDOMAIN:
-        return (), None
-    if answer.rrset is None:
+    answer = resolve_by(resolver, name, "TXT", deadline)
+    if answer is None or answer.rrset is None:
         return (), None
     texts = tuple(
         b"".join(rd.strings).decode("utf-8", "replace")
@@ -281,21 +266,15 @@ def _txt(
     return texts, answer.chaining_result.minimum_ttl
 
 
-def _why(exc: Exception, timeout_s: float) -> str:
-    if isinstance(exc, dns.exception.Timeout | _NoTimeLeft):
-        return f"no answer within {timeout_s:g} s"
-    return str(exc) or type(exc).__name__
-
-
 def _walk(domain: str, resolver: dns.resolver.Resolver, deadline: float, timeout_s: float) -> _Walk:
     """Ask _dmarc.<name> for each name of the walk until a psd=y/n record (RFC 9989 §4.10)."""
     records: dict[str, tuple[str, ...]] = {}
     ttls: list[int] = []
     for name in tree_walk_names(domain):
         try:
-            txt, ttl = _txt(f"_dmarc.{name}", resolver, deadline, timeout_s)
-        except (dns.exception.DNSException, _NoTimeLeft) as exc:
-            return _Walk(records, f"_dmarc.{name}: {_why(exc, timeout_s)}", RETRY_TTL_S)
+            txt, ttl = _txt(f"_dmarc.{name}", resolver, deadline)
+        except (dns.exception.DNSException, NoTimeLeft) as exc:
+            return _Walk(records, f"_dmarc.{name}: {failure_reason(exc, timeout_s)}", RETRY_TTL_S)
         records[name] = txt
         tags = dmarc_record(txt)
         if tags is not None and ttl is not None:
@@ -305,29 +284,15 @@ def _walk(domain: str, resolver: dns.resolver.Resolver, deadline: float, timeout
     return _Walk(records, "", min(ttls, default=DEFAULT_TTL_S))
 
 
-def _exists(
-    domain: str, resolver: dns.resolver.Resolver, deadline: float, timeout_s: float
-) -> bool:
+def _exists(domain: str, resolver: dns.resolver.Resolver, deadline: float) -> bool:
     """False only on NXDOMAIN (RFC 9989 §3.2, "Non-existent Domains", after RFC 8020).
 
     A failed lookup counts as existing: sp= rather than np=.
     """
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        return True
     try:
-        resolver.resolve(
-            dns.name.from_text(domain),
-            "A",
-            raise_on_no_answer=False,
-            lifetime=remaining,
-            search=False,
-        )
-    except dns.resolver.NXDOMAIN:
-        return False
-    except dns.exception.DNSException:
+        return resolve_by(resolver, domain, "A", deadline) is not None
+    except (dns.exception.DNSException, NoTimeLeft):
         return True
-    return True
 
 
 def query_dmarc(from_domain: str, resolver: dns.resolver.Resolver, timeout_s: float) -> DmarcLookup:
@@ -349,7 +314,7 @@ def query_dmarc(from_domain: str, resolver: dns.resolver.Resolver, timeout_s: fl
     where = policy_tags(from_domain, walk.records)
     if lookup.policy is not None and where is not None and where[0] != from_domain:
         tags = dict(walk_records(from_domain, walk.records))[where[0]]
-        if "np" in tags and not _exists(from_domain, resolver, deadline, timeout_s):
+        if "np" in tags and not _exists(from_domain, resolver, deadline):
             lookup = discover_policy(from_domain, walk.records, False, walk.ttl_s)
     return lookup
 

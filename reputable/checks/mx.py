@@ -20,6 +20,7 @@ import dns.rdtypes.IN.AAAA
 import dns.resolver
 
 from reputable.checks.findings import Finding, Outcome, Status
+from reputable.resolver import NoTimeLeft, failure_reason, resolve_by
 
 DEFAULT_TTL_S = 300  # when no answer carried a TTL
 RETRY_TTL_S = 60  # how long a DNS failure is believed before asking again
@@ -52,33 +53,8 @@ def _exchange_text(name: dns.name.Name) -> str:
     return NULL_MX if name == dns.name.root else name.to_text(omit_final_dot=True).lower()
 
 
-class _NoTimeLeft(Exception):
-    """The deadline passed before a query could be sent."""
-
-
-def _resolve(
-    name: str, rdtype: str, resolver: dns.resolver.Resolver, deadline: float
-) -> dns.resolver.Answer | None:
-    """The answer, or None for NXDOMAIN; raises DNSException, or _NoTimeLeft past the deadline."""
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise _NoTimeLeft
-    try:
-        return resolver.resolve(
-            dns.name.from_text(name),
-            rdtype,
-            raise_on_no_answer=False,
-            lifetime=remaining,
-            search=False,
-        )
-    except dns.resolver.NXDOMAIN:
-        return None
-
-
 def _why(what: str, exc: Exception, timeout_s: float) -> str:
-    if isinstance(exc, dns.exception.Timeout | _NoTimeLeft):
-        return f"{what}: no answer within {timeout_s:g} s"
-    return f"{what}: {exc or type(exc).__name__}"
+    return f"{what}: {failure_reason(exc, timeout_s)}"
 
 
 def query_mx(domain: str, resolver: dns.resolver.Resolver, timeout_s: float) -> MxAnswers:
@@ -89,8 +65,8 @@ def query_mx(domain: str, resolver: dns.resolver.Resolver, timeout_s: float) -> 
     domain = _normal(domain)
     deadline = time.monotonic() + timeout_s
     try:
-        answer = _resolve(domain, "MX", resolver, deadline)
-    except (dns.exception.DNSException, _NoTimeLeft) as exc:
+        answer = resolve_by(resolver, domain, "MX", deadline)
+    except (dns.exception.DNSException, NoTimeLeft) as exc:
         return MxAnswers(domain, None, {}, _why(f"MX {domain}", exc, timeout_s), RETRY_TTL_S)
     if answer is None or answer.rrset is None:
         return MxAnswers(domain, None)
@@ -110,8 +86,8 @@ def query_mx(domain: str, resolver: dns.resolver.Resolver, timeout_s: float) -> 
         found: list[str] = []
         for rdtype in ("A", "AAAA"):
             try:
-                result = _resolve(host, rdtype, resolver, deadline)
-            except (dns.exception.DNSException, _NoTimeLeft) as exc:
+                result = resolve_by(resolver, host, rdtype, deadline)
+            except (dns.exception.DNSException, NoTimeLeft) as exc:
                 errors.append(_why(f"{rdtype} {host}", exc, timeout_s))
                 continue
             if result is None:

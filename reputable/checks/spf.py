@@ -33,6 +33,7 @@ import dns.rdtypes.txtbase
 import dns.resolver
 
 from reputable.checks.findings import Finding, Outcome, Status
+from reputable.resolver import NoTimeLeft, failure_reason, resolve_by
 
 with warnings.catch_warnings():
     # pyspf 2.0.14 has invalid escape sequences in its docstrings: a SyntaxWarning
@@ -453,14 +454,6 @@ def parse_spf_terms(record: str, domain: str) -> list[_Term]:
 # (I/O) ---
 
 
-def _remaining(deadline: float) -> float:
-    return deadline - time.monotonic()
-
-
-class _NoTimeLeft(Exception):
-    """The walk's deadline passed before a query could be sent."""
-
-
 class _Walker:
     """One bounded walk of include:/redirect= targets (at most _MAX_WALK_QUERIES queries)."""
 
@@ -473,21 +466,13 @@ class _Walker:
     def _resolve(self, name: str, rdtype: str) -> tuple[list[dns.rdata.Rdata], int | None]:
         """The records (empty for NXDOMAIN/NODATA) and their TTL.
 
-        Raises DNSException when the lookup fails, _NoTimeLeft past the deadline.
+        Raises DNSException when the lookup fails, NoTimeLeft past the deadline.
         """
-        remaining = _remaining(self.deadline)
-        if remaining <= 0:
-            raise _NoTimeLeft
+        if self.deadline <= time.monotonic():
+            raise NoTimeLeft  # before the query counts against the walk's budget
         self.queries_left -= 1
-        try:
-            answer = self.resolver.resolve(
-                dns.name.from_text(name),
-                rdtype,
-                raise_on_no_answer=False,
-                lifetime=remaining,
-                search=False,
-            )
-        except dns.resolver.NXDOMAIN:
+        answer = resolve_by(self.resolver, name, rdtype, self.deadline)
+        if answer is None:
             return [], None
         if answer.rrset is None:
             return [], None
@@ -496,10 +481,8 @@ class _Walker:
     def txt(self, name: str) -> tuple[tuple[str, ...] | None, str, int | None]:
         try:
             rdatas, ttl = self._resolve(name, "TXT")
-        except (dns.exception.Timeout, _NoTimeLeft):
-            return None, f"no answer within {self.timeout_s:g} s", None
-        except dns.exception.DNSException as exc:
-            return None, str(exc) or type(exc).__name__, None
+        except (dns.exception.DNSException, NoTimeLeft) as exc:
+            return None, failure_reason(exc, self.timeout_s), None
         records = tuple(
             b"".join(rd.strings).decode("utf-8", "replace")
             for rd in rdatas
@@ -516,7 +499,7 @@ class _Walker:
                     return False
                 if self._resolve(term.target, rdtype)[0]:
                     return False
-        except (dns.exception.DNSException, _NoTimeLeft):
+        except (dns.exception.DNSException, NoTimeLeft):
             return False
         return True
 
