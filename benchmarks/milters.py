@@ -180,6 +180,13 @@ class MilterProcess:
         ]
 
 
+def prepare(workdir: Path, kind: str) -> Endpoint:
+    """A milter's own directory (world-readable: Postfix reaches its socket) and endpoint."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    workdir.chmod(0o755)
+    return Endpoint.make(kind, workdir)
+
+
 def _toml_list(values: list[str]) -> str:
     return "[" + ", ".join(f'"{v}"' for v in values) + "]"
 
@@ -187,9 +194,7 @@ def _toml_list(values: list[str]) -> str:
 def reputable_milter(
     workdir: Path, kind: str, keys: Keys, dns: tuple[str, int], dual_sign: bool
 ) -> MilterProcess:
-    workdir.mkdir(parents=True, exist_ok=True)
-    workdir.chmod(0o755)
-    endpoint = Endpoint.make(kind, workdir)
+    endpoint = prepare(workdir, kind)
     nameserver = f"{dns[0]}:{dns[1]}"
     algorithms = ["rsa-sha256", "ed25519-sha256"] if dual_sign else ["rsa-sha256"]
     log = workdir / "milter.log"
@@ -228,9 +233,7 @@ def reputable_milter(
 
 
 def opendkim_milter(workdir: Path, kind: str, keys: Keys) -> MilterProcess:
-    workdir.mkdir(parents=True, exist_ok=True)
-    workdir.chmod(0o755)
-    endpoint = Endpoint.make(kind, workdir)
+    endpoint = prepare(workdir, kind)
     lines = [
         "Syslog no",
         "Mode s",
@@ -251,9 +254,7 @@ def opendkim_milter(workdir: Path, kind: str, keys: Keys) -> MilterProcess:
 
 
 def dkimpy_milter(workdir: Path, kind: str, keys: Keys, dual_sign: bool) -> MilterProcess:
-    workdir.mkdir(parents=True, exist_ok=True)
-    workdir.chmod(0o755)
-    endpoint = Endpoint.make(kind, workdir)
+    endpoint = prepare(workdir, kind)
     lines = [
         "Syslog no",
         "UMask 0",
@@ -275,9 +276,7 @@ def dkimpy_milter(workdir: Path, kind: str, keys: Keys, dual_sign: bool) -> Milt
 
 def header_only_milter(workdir: Path, kind: str) -> MilterProcess:
     """benchmarks/header_only_milter.py: adds one field, signs nothing (the ceiling)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    workdir.chmod(0o755)
-    endpoint = Endpoint.make(kind, workdir)
+    endpoint = prepare(workdir, kind)
     argv = [sys.executable, "-m", "benchmarks.header_only_milter", endpoint.libmilter]
     root = str(Path(__file__).resolve().parent.parent)  # it runs from workdir: find benchmarks/
     return MilterProcess(HEADER_ONLY, endpoint, workdir, argv, env={"PYTHONPATH": root})

@@ -20,6 +20,12 @@ def domain_argument(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r}: expected {exc}") from None
 
 
+def _add_key_type(parser: argparse.ArgumentParser) -> None:
+    """The options of a key to create: its algorithm and, for RSA, its size."""
+    parser.add_argument("--algorithm", choices=["rsa", "ed25519"], default="rsa")
+    parser.add_argument("--bits", type=int, default=2048, help="RSA key size (default 2048)")
+
+
 def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
@@ -66,8 +72,7 @@ def _add_keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         help="signing domain (default: the first configured)",
     )
     new.add_argument("--selector", help="selector (default: date-based, e.g. s2026-11)")
-    new.add_argument("--algorithm", choices=["rsa", "ed25519"], default="rsa")
-    new.add_argument("--bits", type=int, default=2048, help="RSA key size (default 2048)")
+    _add_key_type(new)
     new.add_argument(
         "--if-missing",
         action="store_true",
@@ -90,8 +95,7 @@ def _add_keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         nargs="?",
         help="signing domain (default: the first configured)",
     )
-    rotate.add_argument("--algorithm", choices=["rsa", "ed25519"], default="rsa")
-    rotate.add_argument("--bits", type=int, default=2048, help="RSA key size (default 2048)")
+    _add_key_type(rotate)
     rotate.add_argument(
         "--publish", action="store_true", help="publish the record by RFC 2136 ([keys.publish])"
     )
