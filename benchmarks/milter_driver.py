@@ -42,6 +42,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from reputable.milter.protocol import STAGE_COMMANDS
+
 # Commands (MTA -> milter).
 SMFIC_ABORT = b"A"
 SMFIC_BODY = b"B"
@@ -119,16 +121,6 @@ ACTIONS_OFFERED = 0x1FF  # every modification, SETSYMLIST included
 MILTER_VERSION = 6
 BODY_CHUNK = 65535  # MILTER_CHUNK_SIZE
 
-# Macro stages (SMFIM_*) and the command each is sent with.
-STAGE_COMMANDS = {
-    0: SMFIC_CONNECT,
-    1: SMFIC_HELO,
-    2: SMFIC_MAIL,
-    3: SMFIC_RCPT,
-    4: SMFIC_DATA,
-    5: SMFIC_BODYEOB,
-    6: SMFIC_EOH,
-}
 # Postfix's defaults (milter_*_macros), used for a stage the milter asked nothing about.
 POSTFIX_MACROS = {
     SMFIC_CONNECT: ("j", "{daemon_name}", "{daemon_addr}", "v", "_", "{client_addr}"),
@@ -366,9 +358,8 @@ class Session:
             end = rest.find(b"\0", 4)
             names = rest[4 : end if end >= 0 else len(rest)].decode()
             rest = rest[end + 1 :] if end >= 0 else b""
-            command_for = STAGE_COMMANDS.get(stage)
-            if command_for is not None:
-                self.symlists[command_for] = tuple(names.split())
+            if stage in STAGE_COMMANDS:  # macro stages (SMFIM_*) and their commands
+                self.symlists[bytes([STAGE_COMMANDS[stage]])] = tuple(names.split())
         self.result.negotiated = {"actions": self.actions, "protocol": self.protocol}
 
     async def read(self) -> tuple[bytes, bytes]:

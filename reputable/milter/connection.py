@@ -92,14 +92,14 @@ class Context:
         self.modifications.append(p.quarantine(reason))
 
 
+# The reply packet of each callback result (anything else is answered as a temporary failure).
 _ANSWERS = {
-    Milter.CONTINUE: p.R_CONTINUE,
-    Milter.ACCEPT: p.R_ACCEPT,
-    Milter.REJECT: p.R_REJECT,
-    Milter.TEMPFAIL: p.R_TEMPFAIL,
-    Milter.DISCARD: p.R_DISCARD,
+    Milter.CONTINUE: p.packet(p.R_CONTINUE),
+    Milter.ACCEPT: p.packet(p.R_ACCEPT),
+    Milter.REJECT: p.packet(p.R_REJECT),
+    Milter.TEMPFAIL: p.packet(p.R_TEMPFAIL),
+    Milter.DISCARD: p.packet(p.R_DISCARD),
 }
-_CONTINUE = p.packet(p.R_CONTINUE)
 _STAGES = frozenset(p.STAGE_ORDER)
 
 
@@ -312,10 +312,8 @@ class MilterConnection(asyncio.BufferedProtocol):
             ctx.modifications.clear()
         if code in (Milter.REJECT, Milter.TEMPFAIL) and ctx.reply is not None:
             self.out.append(ctx.reply)
-        elif code == Milter.CONTINUE:
-            self.out.append(_CONTINUE)
         else:
-            self.out.append(p.packet(_ANSWERS.get(code, p.R_TEMPFAIL)))
+            self.out.append(_ANSWERS.get(code, _ANSWERS[Milter.TEMPFAIL]))
         ctx.reply = None
 
     def run_on_worker(self, callback: Callable[[], int]) -> None:
