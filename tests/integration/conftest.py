@@ -22,10 +22,14 @@ from __future__ import annotations
 import shutil
 from collections.abc import Generator, Iterator, Mapping
 
+import dns.resolver
 import pytest
 
+from reputable.config import DnsConfig, Nameserver
+from reputable.resolver import build_resolver
 from tests.integration.harness.dnsserver import DnsServer
 from tests.integration.harness.postfix import PostfixFactory, PostfixInstance
+from tests.integration.harness.scratch import LOOKUP_TIMEOUT_S, ScratchRecords
 from tests.integration.harness.sink import SmtpSink
 
 _failed_key = pytest.StashKey[bool]()
@@ -59,6 +63,22 @@ def fresh_dns(dns_server: DnsServer) -> DnsServer:
     dns_server.clear()
     dns_server.clear_queries()
     return dns_server
+
+
+@pytest.fixture
+def records(dns_server: DnsServer) -> Iterator[ScratchRecords]:
+    """Records set on the shared DNS server for one test, all removed after it."""
+    made = ScratchRecords(dns_server)
+    yield made
+    made.undo()
+
+
+@pytest.fixture
+def resolver(dns_server: DnsServer) -> dns.resolver.Resolver:
+    """reputable's resolver asking only the shared DNS server, each lookup bounded."""
+    return build_resolver(
+        DnsConfig(nameservers=(Nameserver(*dns_server.address),), timeout_s=LOOKUP_TIMEOUT_S)
+    )
 
 
 @pytest.fixture

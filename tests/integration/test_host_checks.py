@@ -9,7 +9,6 @@ all of it, so the session's shared server is left as found.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import dns.name
 import dns.resolver
@@ -24,67 +23,17 @@ from reputable.checks.dnsbl import (
 from reputable.checks.findings import Finding, Outcome, Status
 from reputable.checks.ptr import interpret_ptr, query_ptr
 from reputable.config import DnsConfig, Nameserver
-from reputable.resolver import build_dnsbl_resolver, build_resolver
+from reputable.resolver import build_dnsbl_resolver
 from tests.integration.harness.dnsserver import DnsServer, reverse_name
+from tests.integration.harness.scratch import LOOKUP_TIMEOUT_S, ScratchRecords
 
 pytestmark = pytest.mark.integration
 
-TIMEOUT = 1.0
+TIMEOUT = LOOKUP_TIMEOUT_S
 SLACK = 0.75  # scheduling and thread start-up on a loaded CI host
 HOSTS = "host-checks.example.net"
 ZONE = "bl.example.test"
 ZEN = "zen.spamhaus.org"
-
-
-class Records:
-    """Sets records, drops and rcodes on the shared server and remembers them to undo."""
-
-    def __init__(self, server: DnsServer) -> None:
-        self.server = server
-        self.names: set[dns.name.Name] = set()
-
-    def _own(self, name: str | dns.name.Name) -> str | dns.name.Name:
-        self.names.add(name if isinstance(name, dns.name.Name) else dns.name.from_text(name))
-        return name
-
-    def ptr(self, ip: str, *targets: str, ttl: int | None = None) -> None:
-        self._own(reverse_name(ip))
-        self.server.set_ptr(ip, *targets, ttl=ttl)
-
-    def a(self, name: str, *addresses: str, ttl: int | None = None) -> None:
-        self.server.set_a(self._own(name), *addresses, ttl=ttl)
-
-    def aaaa(self, name: str, *addresses: str) -> None:
-        self.server.set_aaaa(self._own(name), *addresses)
-
-    def txt(self, name: str, *strings: str) -> None:
-        self.server.set_txt(self._own(name), *strings)
-
-    def drop(self, name: str | dns.name.Name) -> None:
-        self.server.set_drop(self._own(name))
-
-    def rcode(self, name: str, rcode: str) -> None:
-        self.server.set_rcode(self._own(name), rcode)
-
-    def undo(self) -> None:
-        for name in self.names:
-            self.server.set_drop(name, False)
-            self.server.set_rcode(name, None)
-            self.server.remove(name)
-
-
-@pytest.fixture
-def records(dns_server: DnsServer) -> Iterator[Records]:
-    undo = Records(dns_server)
-    yield undo
-    undo.undo()
-
-
-@pytest.fixture
-def resolver(dns_server: DnsServer) -> dns.resolver.Resolver:
-    return build_resolver(
-        DnsConfig(nameservers=(Nameserver(*dns_server.address),), timeout_s=TIMEOUT)
-    )
 
 
 def ptr_findings(ip: str, helo: str, resolver: dns.resolver.Resolver) -> dict[str, Finding]:
@@ -100,7 +49,9 @@ def dnsbl_finding(ip: str, zone: str, resolver: dns.resolver.Resolver) -> Findin
 # --- PTR, FCrDNS and HELO ---
 
 
-def test_clean_host_passes_every_check(records: Records, resolver: dns.resolver.Resolver) -> None:
+def test_clean_host_passes_every_check(
+    records: ScratchRecords, resolver: dns.resolver.Resolver
+) -> None:
     ip, name = "203.0.113.10", f"mail.{HOSTS}"
     records.ptr(ip, name, ttl=120)
     records.a(name, ip, ttl=600)
@@ -116,7 +67,7 @@ def test_clean_host_passes_every_check(records: Records, resolver: dns.resolver.
     assert listing.ttl_s == 300  # NXDOMAIN without an SOA
 
 
-def test_no_ptr_fails(records: Records, resolver: dns.resolver.Resolver) -> None:
+def test_no_ptr_fails(records: ScratchRecords, resolver: dns.resolver.Resolver) -> None:
     ip = "203.0.113.11"
     records.a(f"mail11.{HOSTS}", ip)
     found = ptr_findings(ip, f"mail11.{HOSTS}", resolver)
@@ -125,7 +76,9 @@ def test_no_ptr_fails(records: Records, resolver: dns.resolver.Resolver) -> None
     assert found["helo"].status is Status.OK  # the HELO name still resolves to the IP
 
 
-def test_ptr_not_forward_confirmed_fails(records: Records, resolver: dns.resolver.Resolver) -> None:
+def test_ptr_not_forward_confirmed_fails(
+    records: ScratchRecords, resolver: dns.resolver.Resolver
+) -> None:
     ip, name = "203.0.113.12", f"mail12.{HOSTS}"
     records.ptr(ip, name)
     records.a(name, "198.51.100.12")
@@ -134,7 +87,9 @@ def test_ptr_not_forward_confirmed_fails(records: Records, resolver: dns.resolve
     assert name in found["ptr"].summary and "198.51.100.12" in found["ptr"].summary
 
 
-def test_ptr_not_matching_helo_warns(records: Records, resolver: dns.resolver.Resolver) -> None:
+def test_ptr_not_matching_helo_warns(
+    records: ScratchRecords, resolver: dns.resolver.Resolver
+) -> None:
     ip, name, helo = "203.0.113.13", f"mail13.{HOSTS}", f"other13.{HOSTS}"
     records.ptr(ip, name)
     records.a(name, ip)
@@ -146,7 +101,7 @@ def test_ptr_not_matching_helo_warns(records: Records, resolver: dns.resolver.Re
     assert "smtp_helo_name" in found["helo"].fix
 
 
-def test_generic_ptr_warns(records: Records, resolver: dns.resolver.Resolver) -> None:
+def test_generic_ptr_warns(records: ScratchRecords, resolver: dns.resolver.Resolver) -> None:
     ip, name = "203.0.113.14", f"203-0-113-14.dsl.{HOSTS}"
     records.ptr(ip, name)
     records.a(name, ip)
@@ -157,7 +112,7 @@ def test_generic_ptr_warns(records: Records, resolver: dns.resolver.Resolver) ->
 
 
 def test_ipv6_sending_address(
-    records: Records, resolver: dns.resolver.Resolver, dns_server: DnsServer
+    records: ScratchRecords, resolver: dns.resolver.Resolver, dns_server: DnsServer
 ) -> None:
     ip, name = "2001:db8::25", f"mail6.{HOSTS}"
     records.ptr(ip, name)
@@ -185,7 +140,7 @@ def test_ipv6_sending_address(
 
 
 def test_listed_with_a_txt_reason_fails(
-    records: Records, resolver: dns.resolver.Resolver, dns_server: DnsServer
+    records: ScratchRecords, resolver: dns.resolver.Resolver, dns_server: DnsServer
 ) -> None:
     ip = "203.0.113.15"
     name = query_name(ip, ZONE)
@@ -203,7 +158,7 @@ def test_listed_with_a_txt_reason_fails(
 
 
 def test_public_resolver_code_is_an_error_not_a_listing(
-    records: Records, resolver: dns.resolver.Resolver
+    records: ScratchRecords, resolver: dns.resolver.Resolver
 ) -> None:
     ip = "203.0.113.16"
     records.a(query_name(ip, ZEN), "127.255.255.254")
@@ -215,7 +170,7 @@ def test_public_resolver_code_is_an_error_not_a_listing(
 
 
 def test_pbl_code_on_zen_means_no_static_ip(
-    records: Records, resolver: dns.resolver.Resolver
+    records: ScratchRecords, resolver: dns.resolver.Resolver
 ) -> None:
     ip = "203.0.113.17"
     records.a(query_name(ip, ZEN), "127.0.0.10")
@@ -229,7 +184,7 @@ def test_pbl_code_on_zen_means_no_static_ip(
 
 
 def test_refused_query_is_an_error_with_the_resolver_hint(
-    records: Records, resolver: dns.resolver.Resolver
+    records: ScratchRecords, resolver: dns.resolver.Resolver
 ) -> None:
     ip = "203.0.113.18"
     records.rcode(query_name(ip, ZONE), "REFUSED")
@@ -240,7 +195,7 @@ def test_refused_query_is_an_error_with_the_resolver_hint(
     assert "public resolvers" in finding.fix
 
 
-def test_servfail_is_an_error(records: Records, resolver: dns.resolver.Resolver) -> None:
+def test_servfail_is_an_error(records: ScratchRecords, resolver: dns.resolver.Resolver) -> None:
     ip = "203.0.113.19"
     records.rcode(query_name(ip, ZONE), "SERVFAIL")
     finding = dnsbl_finding(ip, ZONE, resolver)
@@ -248,7 +203,9 @@ def test_servfail_is_an_error(records: Records, resolver: dns.resolver.Resolver)
     assert "SERVFAIL" in finding.summary
 
 
-def test_dnsbl_resolver_asks_the_dnsbl_nameservers(records: Records, dns_server: DnsServer) -> None:
+def test_dnsbl_resolver_asks_the_dnsbl_nameservers(
+    records: ScratchRecords, dns_server: DnsServer
+) -> None:
     ip = "203.0.113.20"
     records.a(query_name(ip, ZONE), "127.0.0.2")
     config = DnsConfig(
@@ -264,7 +221,7 @@ def test_dnsbl_resolver_asks_the_dnsbl_nameservers(records: Records, dns_server:
 
 
 def test_dropped_ptr_query_is_a_dns_error_within_the_timeout(
-    records: Records, resolver: dns.resolver.Resolver, dns_server: DnsServer
+    records: ScratchRecords, resolver: dns.resolver.Resolver, dns_server: DnsServer
 ) -> None:
     ip = "203.0.113.21"
     records.drop(reverse_name(ip))
@@ -278,7 +235,7 @@ def test_dropped_ptr_query_is_a_dns_error_within_the_timeout(
 
 
 def test_dropped_forward_query_is_a_dns_error_within_two_timeouts(
-    records: Records, resolver: dns.resolver.Resolver
+    records: ScratchRecords, resolver: dns.resolver.Resolver
 ) -> None:
     ip, name = "203.0.113.22", f"mail22.{HOSTS}"
     records.ptr(ip, name)
@@ -292,7 +249,7 @@ def test_dropped_forward_query_is_a_dns_error_within_two_timeouts(
 
 
 def test_dropped_dnsbl_queries_time_out_in_parallel(
-    records: Records, resolver: dns.resolver.Resolver
+    records: ScratchRecords, resolver: dns.resolver.Resolver
 ) -> None:
     ips = ["203.0.113.23", "203.0.113.24"]
     zones = [ZONE, f"bl2.{HOSTS}", f"bl3.{HOSTS}"]

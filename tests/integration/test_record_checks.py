@@ -9,9 +9,7 @@ up arriving at our server: nothing goes through dnspython's default resolver.
 from __future__ import annotations
 
 import itertools
-import secrets
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import dns.resolver
@@ -29,76 +27,21 @@ from reputable.checks.spf import (
     query_spf,
     query_spf_tree,
 )
-from reputable.config import DnsConfig, Nameserver
+from reputable.config import Nameserver
 from reputable.keys.dnscheck import DnsStatus
 from reputable.keys.record import record_name, record_value, split_strings
 from reputable.keys.store import generate_private_key
-from reputable.resolver import build_resolver
 from reputable.signing.algorithm import Algorithm
 from reputable.signing.signature import SigningKey
 from tests.integration.harness.dnsserver import DnsServer
+from tests.integration.harness.scratch import LOOKUP_TIMEOUT_S, ScratchRecords
 
 pytestmark = pytest.mark.integration
 
-TIMEOUT = 1.0
+TIMEOUT = LOOKUP_TIMEOUT_S
 SLACK = 0.75  # scheduling slack on top of a timeout, for the elapsed-time bounds
 IP = "203.0.113.5"
 IP6 = "2001:db8:5::25"
-
-
-class Zone:
-    """Names under one fresh suffix in the shared server; `undo` removes all it set."""
-
-    def __init__(self, server: DnsServer) -> None:
-        self.server = server
-        self.base = f"t{secrets.token_hex(4)}.rc.test"
-        self.names: set[str] = set()
-        self.dropped: set[str] = set()
-
-    def name(self, label: str) -> str:
-        return f"{label}.{self.base}"
-
-    def txt(self, name: str, *records: str) -> None:
-        self.names.add(name)
-        self.server.remove(name, "TXT")
-        for record in records:
-            self.server.add_txt(name, record)
-
-    def a(self, name: str, *addresses: str, ttl: int | None = None) -> None:
-        self.names.add(name)
-        self.server.set_a(name, *addresses, ttl=ttl)
-
-    def aaaa(self, name: str, *addresses: str) -> None:
-        self.names.add(name)
-        self.server.set_aaaa(name, *addresses)
-
-    def mx(self, name: str, *exchanges: tuple[int, str]) -> None:
-        self.names.add(name)
-        self.server.set_mx(name, *exchanges)
-
-    def drop(self, name: str) -> None:
-        self.dropped.add(name)
-        self.server.set_drop(name)
-
-    def undo(self) -> None:
-        for name in self.dropped:
-            self.server.set_drop(name, False)
-        for name in self.names:
-            self.server.remove(name)
-
-
-@pytest.fixture
-def zone(dns_server: DnsServer) -> Iterator[Zone]:
-    made = Zone(dns_server)
-    yield made
-    made.undo()
-
-
-@pytest.fixture
-def resolver(dns_server: DnsServer) -> dns.resolver.Resolver:
-    return build_resolver(
-        DnsConfig(nameservers=(Nameserver(*dns_server.address),), timeout_s=TIMEOUT)
-    )
 
 
 @pytest.fixture(autouse=True)
@@ -124,10 +67,10 @@ def asked_here(server: DnsServer, name: str, rdtype: str) -> int:
 
 
 def test_spf_dash_all_without_our_ip_fails(
-    zone: Zone, resolver: dns.resolver.Resolver, dns_server: DnsServer
+    records: ScratchRecords, resolver: dns.resolver.Resolver, dns_server: DnsServer
 ) -> None:
-    domain = zone.name("fail")
-    zone.txt(domain, "v=spf1 ip4:198.51.100.0/24 -all")
+    domain = records.name("fail")
+    records.txt(domain, "v=spf1 ip4:198.51.100.0/24 -all")
 
     ev = query_spf(IP, domain, f"mail.{domain}", resolver, TIMEOUT)
 
@@ -142,9 +85,9 @@ def test_spf_dash_all_without_our_ip_fails(
     assert asked_here(dns_server, domain, "TXT") == 1  # pyspf asked our server, once
 
 
-def test_spf_tilde_all_softfails(zone: Zone, resolver: dns.resolver.Resolver) -> None:
-    domain = zone.name("soft")
-    zone.txt(domain, "v=spf1 ip4:198.51.100.7 ~all")
+def test_spf_tilde_all_softfails(records: ScratchRecords, resolver: dns.resolver.Resolver) -> None:
+    domain = records.name("soft")
+    records.txt(domain, "v=spf1 ip4:198.51.100.7 ~all")
 
     found = interpret_spf(query_spf(IP, domain, "", resolver, TIMEOUT))
 
@@ -152,12 +95,12 @@ def test_spf_tilde_all_softfails(zone: Zone, resolver: dns.resolver.Resolver) ->
 
 
 def test_spf_pass_through_include_and_a(
-    zone: Zone, resolver: dns.resolver.Resolver, dns_server: DnsServer
+    records: ScratchRecords, resolver: dns.resolver.Resolver, dns_server: DnsServer
 ) -> None:
-    domain, spf_host, out = zone.name("pass"), zone.name("_spf"), zone.name("out")
-    zone.txt(domain, f"v=spf1 include:{spf_host} -all")
-    zone.txt(spf_host, f"v=spf1 a:{out} -all")
-    zone.a(out, IP, ttl=120)
+    domain, spf_host, out = records.name("pass"), records.name("_spf"), records.name("out")
+    records.txt(domain, f"v=spf1 include:{spf_host} -all")
+    records.txt(spf_host, f"v=spf1 a:{out} -all")
+    records.a(out, IP, ttl=120)
 
     ev = query_spf(IP, domain, out, resolver, TIMEOUT)
 
@@ -174,14 +117,14 @@ def only_ok(findings: list[Any]) -> bool:
 
 
 def test_include_chain_of_eleven_lookups_is_a_permerror(
-    zone: Zone, resolver: dns.resolver.Resolver, dns_server: DnsServer
+    records: ScratchRecords, resolver: dns.resolver.Resolver, dns_server: DnsServer
 ) -> None:
-    domain = zone.name("chain")
-    links = [zone.name(f"i{i}") for i in range(1, 12)]
-    zone.txt(domain, f"v=spf1 include:{links[0]} -all")
+    domain = records.name("chain")
+    links = [records.name(f"i{i}") for i in range(1, 12)]
+    records.txt(domain, f"v=spf1 include:{links[0]} -all")
     for here, there in itertools.pairwise(links):
-        zone.txt(here, f"v=spf1 include:{there} -all")
-    zone.txt(links[-1], f"v=spf1 ip4:{IP} -all")  # our IP, but one lookup too far
+        records.txt(here, f"v=spf1 include:{there} -all")
+    records.txt(links[-1], f"v=spf1 ip4:{IP} -all")  # our IP, but one lookup too far
 
     ev = query_spf(IP, domain, "", resolver, TIMEOUT)
 
@@ -204,9 +147,11 @@ def test_include_chain_of_eleven_lookups_is_a_permerror(
     assert asked_here(dns_server, links[-1], "TXT") == 1  # the lint walked the whole chain
 
 
-def test_two_spf_records_are_a_permerror(zone: Zone, resolver: dns.resolver.Resolver) -> None:
-    domain = zone.name("two")
-    zone.txt(domain, f"v=spf1 ip4:{IP} -all", "v=spf1 mx -all", "other text")
+def test_two_spf_records_are_a_permerror(
+    records: ScratchRecords, resolver: dns.resolver.Resolver
+) -> None:
+    domain = records.name("two")
+    records.txt(domain, f"v=spf1 ip4:{IP} -all", "v=spf1 mx -all", "other text")
 
     ev = query_spf(IP, domain, "", resolver, TIMEOUT)
 
@@ -217,11 +162,11 @@ def test_two_spf_records_are_a_permerror(zone: Zone, resolver: dns.resolver.Reso
 
 
 def test_ipv6_sender_against_ip6_and_aaaa(
-    zone: Zone, resolver: dns.resolver.Resolver, dns_server: DnsServer
+    records: ScratchRecords, resolver: dns.resolver.Resolver, dns_server: DnsServer
 ) -> None:
-    domain, host = zone.name("six"), zone.name("mail6")
-    zone.txt(domain, f"v=spf1 ip6:2001:db8:5::/48 a:{host} -all")
-    zone.aaaa(host, "2001:db8:7::25")
+    domain, host = records.name("six"), records.name("mail6")
+    records.txt(domain, f"v=spf1 ip6:2001:db8:5::/48 a:{host} -all")
+    records.aaaa(host, "2001:db8:7::25")
 
     by_range = query_spf(IP6, domain, "", resolver, TIMEOUT)
     by_a = query_spf("2001:db8:7::25", domain, "", resolver, TIMEOUT)
@@ -238,19 +183,19 @@ def test_ipv6_sender_against_ip6_and_aaaa(
 # --- DMARC ---
 
 
-def publish_sender(zone: Zone, mail_from: str) -> None:
+def publish_sender(records: ScratchRecords, mail_from: str) -> None:
     """An SPF record that lets IP send with MAIL FROM `mail_from`."""
-    zone.txt(mail_from, f"v=spf1 ip4:{IP} -all")
+    records.txt(mail_from, f"v=spf1 ip4:{IP} -all")
 
 
 def test_dmarc_reject_unaligned_mail_from_but_aligned_dkim_is_ok(
-    zone: Zone, resolver: dns.resolver.Resolver
+    records: ScratchRecords, resolver: dns.resolver.Resolver
 ) -> None:
-    org, bounce_org = zone.name("org"), zone.name("esp")
+    org, bounce_org = records.name("org"), records.name("esp")
     mail_from = f"bounce.{bounce_org}"
-    zone.txt(f"_dmarc.{org}", "v=DMARC1; p=reject; rua=mailto:d@example.com")
-    zone.txt(f"_dmarc.{bounce_org}", "v=DMARC1; p=none")
-    publish_sender(zone, mail_from)
+    records.txt(f"_dmarc.{org}", "v=DMARC1; p=reject; rua=mailto:d@example.com")
+    records.txt(f"_dmarc.{bounce_org}", "v=DMARC1; p=none")
+    publish_sender(records, mail_from)
     spf_passed = query_spf(IP, mail_from, "", resolver, TIMEOUT).result is SpfResult.PASS
 
     def org_of(name: str) -> str:
@@ -264,11 +209,13 @@ def test_dmarc_reject_unaligned_mail_from_but_aligned_dkim_is_ok(
     assert f"aligned by DKIM d={org}" in found.summary
 
 
-def test_dmarc_both_unaligned_fails(zone: Zone, resolver: dns.resolver.Resolver) -> None:
-    org, bounce_org = zone.name("org"), zone.name("esp")
+def test_dmarc_both_unaligned_fails(
+    records: ScratchRecords, resolver: dns.resolver.Resolver
+) -> None:
+    org, bounce_org = records.name("org"), records.name("esp")
     mail_from = f"bounce.{bounce_org}"
-    zone.txt(f"_dmarc.{org}", "v=DMARC1; p=reject")
-    publish_sender(zone, mail_from)
+    records.txt(f"_dmarc.{org}", "v=DMARC1; p=reject")
+    publish_sender(records, mail_from)
     spf_passed = query_spf(IP, mail_from, "", resolver, TIMEOUT).result is SpfResult.PASS
 
     found = interpret_dmarc(
@@ -286,12 +233,12 @@ def test_dmarc_both_unaligned_fails(zone: Zone, resolver: dns.resolver.Resolver)
 
 
 def test_dmarc_record_of_the_org_domain_found_by_the_tree_walk(
-    zone: Zone, resolver: dns.resolver.Resolver, dns_server: DnsServer
+    records: ScratchRecords, resolver: dns.resolver.Resolver, dns_server: DnsServer
 ) -> None:
-    org = zone.name("org")
+    org = records.name("org")
     author = f"a.news.{org}"
-    zone.txt(f"_dmarc.{org}", "v=DMARC1; p=reject; sp=quarantine")
-    zone.a(author, IP)  # the Author Domain exists
+    records.txt(f"_dmarc.{org}", "v=DMARC1; p=reject; sp=quarantine")
+    records.a(author, IP)  # the Author Domain exists
     before = len(dns_server.queries)
 
     lookup = query_dmarc(author, resolver, TIMEOUT)
@@ -307,7 +254,7 @@ def test_dmarc_record_of_the_org_domain_found_by_the_tree_walk(
         f"_dmarc.{author}",
         f"_dmarc.news.{org}",
         f"_dmarc.{org}",
-        f"_dmarc.{zone.base}",  # no psd= tag: the walk goes on up to the TLD
+        f"_dmarc.{records.base}",  # no psd= tag: the walk goes on up to the TLD
         "_dmarc.rc.test",
         "_dmarc.test",
     ]
@@ -316,10 +263,10 @@ def test_dmarc_record_of_the_org_domain_found_by_the_tree_walk(
 
 
 def test_dmarc_psd_record_stops_the_walk_and_np_applies(
-    zone: Zone, resolver: dns.resolver.Resolver, dns_server: DnsServer
+    records: ScratchRecords, resolver: dns.resolver.Resolver, dns_server: DnsServer
 ) -> None:
-    psd = zone.base
-    zone.txt(f"_dmarc.{psd}", "v=DMARC1; p=none; np=reject; psd=y")
+    psd = records.base
+    records.txt(f"_dmarc.{psd}", "v=DMARC1; p=none; np=reject; psd=y")
     author = f"ghost.org.{psd}"  # does not exist: NXDOMAIN
     before = len(dns_server.queries)
 
@@ -340,8 +287,10 @@ def test_dmarc_psd_record_stops_the_walk_and_np_applies(
     ]
 
 
-def test_no_dmarc_record_anywhere_warns(zone: Zone, resolver: dns.resolver.Resolver) -> None:
-    org = zone.name("bare")
+def test_no_dmarc_record_anywhere_warns(
+    records: ScratchRecords, resolver: dns.resolver.Resolver
+) -> None:
+    org = records.name("bare")
     found = interpret_dmarc(query_dmarc(org, resolver, TIMEOUT), org, True, [org], lambda n: n)
     assert (found.status, found.outcome) == (Status.WARN, None)
     assert "Gmail and Yahoo" in found.summary
@@ -351,14 +300,14 @@ def test_no_dmarc_record_anywhere_warns(zone: Zone, resolver: dns.resolver.Resol
 
 
 def test_mx_pointing_at_the_sending_ip_is_ok_elsewhere_warns(
-    zone: Zone, resolver: dns.resolver.Resolver
+    records: ScratchRecords, resolver: dns.resolver.Resolver
 ) -> None:
-    ours, theirs = zone.name("ours"), zone.name("theirs")
-    zone.mx(ours, (10, f"mx.{ours}"), (20, f"backup.{ours}"))
-    zone.a(f"mx.{ours}", "198.51.100.25")
-    zone.aaaa(f"backup.{ours}", IP6)
-    zone.mx(theirs, (10, f"mx.{theirs}"))
-    zone.a(f"mx.{theirs}", "198.51.100.25")
+    ours, theirs = records.name("ours"), records.name("theirs")
+    records.mx(ours, (10, f"mx.{ours}"), (20, f"backup.{ours}"))
+    records.a(f"mx.{ours}", "198.51.100.25")
+    records.aaaa(f"backup.{ours}", IP6)
+    records.mx(theirs, (10, f"mx.{theirs}"))
+    records.a(f"mx.{theirs}", "198.51.100.25")
 
     ok = interpret_mx(query_mx(ours, resolver, TIMEOUT), [IP, "2001:db8:5:0::25"])
     elsewhere = interpret_mx(query_mx(theirs, resolver, TIMEOUT), [IP, IP6])
@@ -373,12 +322,12 @@ def test_mx_pointing_at_the_sending_ip_is_ok_elsewhere_warns(
 
 
 def test_dropped_queries_are_dns_errors_within_the_timeout(
-    zone: Zone, resolver: dns.resolver.Resolver, dns_server: DnsServer
+    records: ScratchRecords, resolver: dns.resolver.Resolver, dns_server: DnsServer
 ) -> None:
-    spf_domain, dmarc_domain, mx_domain = zone.name("s"), zone.name("d"), zone.name("m")
-    zone.drop(spf_domain)
-    zone.drop(f"_dmarc.{dmarc_domain}")
-    zone.drop(mx_domain)
+    spf_domain, dmarc_domain, mx_domain = records.name("s"), records.name("d"), records.name("m")
+    records.drop(spf_domain)
+    records.drop(f"_dmarc.{dmarc_domain}")
+    records.drop(mx_domain)
 
     started = time.monotonic()
     ev = query_spf(IP, spf_domain, "", resolver, TIMEOUT)
@@ -407,11 +356,11 @@ def test_dropped_queries_are_dns_errors_within_the_timeout(
 
 
 def test_a_dropped_include_bounds_the_whole_evaluation(
-    zone: Zone, resolver: dns.resolver.Resolver
+    records: ScratchRecords, resolver: dns.resolver.Resolver
 ) -> None:
-    domain, slow = zone.name("top"), zone.name("slow")
-    zone.txt(domain, f"v=spf1 include:{slow} -all")
-    zone.drop(slow)
+    domain, slow = records.name("top"), records.name("slow")
+    records.txt(domain, f"v=spf1 include:{slow} -all")
+    records.drop(slow)
 
     started = time.monotonic()
     ev = query_spf(IP, domain, "", resolver, TIMEOUT)
@@ -424,15 +373,16 @@ def test_a_dropped_include_bounds_the_whole_evaluation(
 
 
 def test_dkim_key_records_published_and_missing(
-    zone: Zone, resolver: dns.resolver.Resolver, dns_server: DnsServer
+    records: ScratchRecords, resolver: dns.resolver.Resolver, dns_server: DnsServer
 ) -> None:
-    domain = zone.name("dkim")
+    domain = records.name("dkim")
     algorithm = Algorithm.ED25519_SHA256
     published = SigningKey(domain, "s1", algorithm, generate_private_key(algorithm, 0))
     missing = SigningKey(domain, "s2", algorithm, generate_private_key(algorithm, 0))
     name = record_name("s1", domain)
-    zone.names.add(name)
-    dns_server.set_txt(name, *split_strings(record_value(algorithm, published.private_key)))
+    dns_server.set_txt(
+        records.own(name), *split_strings(record_value(algorithm, published.private_key))
+    )
     servers = (Nameserver(*dns_server.address),)
 
     checks = query_dkim_records([published, missing], resolver, servers, TIMEOUT)
