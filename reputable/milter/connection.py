@@ -66,14 +66,15 @@ class Context:
         return None
 
     def set_macros(self, stage: int, values: dict[str, str]) -> None:
-        """Macros of a stage replace that stage's and forget those of the stages after it."""
-        if stage in p.STAGE_ORDER:
-            for later in p.STAGE_ORDER[p.STAGE_ORDER.index(stage) + 1 :]:
-                self.macros.pop(later, None)
+        """Macros of a stage (one of STAGE_ORDER) replace that stage's and forget the later ones."""
+        self._forget_from(p.STAGE_ORDER.index(stage) + 1)
         self.macros[stage] = values
 
     def forget_message_macros(self) -> None:
-        for stage in p.STAGE_ORDER[p.STAGE_ORDER.index(p.MAIL) :]:
+        self._forget_from(p.STAGE_ORDER.index(p.MAIL))
+
+    def _forget_from(self, first: int) -> None:
+        for stage in p.STAGE_ORDER[first:]:
             self.macros.pop(stage, None)
 
     def setsymlist(self, stage: int, names: str | bytes) -> None:
