@@ -28,6 +28,7 @@ from reputable.checks.spf import (
 )
 from reputable.config import Config
 from reputable.host import SendingIdentity, sending_identity
+from reputable.postfix.checkup import postfix_findings
 from reputable.resolver import build_dnsbl_resolver, build_resolver
 from reputable.runtime import Runtime, load_runtime
 from reputable.snapshot import collect_host_findings
@@ -46,6 +47,7 @@ ORDER = (
     "dkim",
     "dmarc",
     "mx",
+    "postfix",
 )
 
 
@@ -130,6 +132,7 @@ def run_checks(config: Config) -> list[Finding]:
         interpret_port25(query_port25(config.checks.port25_target, config.checks.port25_timeout_s))
     )
     findings += domain_findings(config, runtime, identity, resolver)
+    findings += postfix_findings(config)
     return sorted(findings, key=family_rank)
 
 

@@ -57,7 +57,29 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="machine-readable output")
 
     _add_keys_commands(commands)
+    _add_setup_commands(commands)
     return parser
+
+
+def _add_setup_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    setup = commands.add_parser("setup", help="attach reputable to the mail server")
+    setup_commands = setup.add_subparsers(
+        dest="setup_command", required=True, metavar="SETUP_COMMAND"
+    )
+    postfix = setup_commands.add_parser(
+        "postfix", help="print the postconf command that passes Postfix's mail to reputable"
+    )
+    _add_config(postfix)
+    postfix.add_argument(
+        "--apply",
+        action="store_true",
+        help="run it (main.cf backed up first), show the change and reload Postfix",
+    )
+    postfix.add_argument(
+        "--postfix-config",
+        metavar="DIR",
+        help="Postfix's configuration directory (postconf -c DIR; default: Postfix's own)",
+    )
 
 
 def _add_keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -163,6 +185,10 @@ def run(args: argparse.Namespace) -> int:
         from reputable.checklist import check_command
 
         return check_command(_load(args), args.json)
+    if args.command == "setup":
+        from reputable.postfix.setup_command import setup_postfix_command
+
+        return setup_postfix_command(_load(args), args.postfix_config, args.apply)
     if args.command == "sign":
         from reputable.filter import sign_stream
 

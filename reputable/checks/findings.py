@@ -30,7 +30,7 @@ class Finding:
     """One line of the checklist.
 
     `id` is prefixed by the check (ptr, helo, static_ip, port25, dnsbl, spf,
-    dkim, dmarc, mx), e.g. "dnsbl.zen.spamhaus.org.203.0.113.5". `outcome` is
+    dkim, dmarc, mx, postfix), e.g. "dnsbl.zen.spamhaus.org.203.0.113.5". `outcome` is
     set when the finding should gate outbound mail (FAIL, or a DNS error
     with Outcome.DNS_ERROR); None for advisory lines. `ttl_s` is how long
     the finding may be trusted (the smallest TTL of the answers used).

@@ -253,18 +253,21 @@ class PostfixInstance(Service):
         smtpd_options: Mapping[str, str] | None = None,
         myhostname: str = DEFAULT_HOSTNAME,
         base_dir: Path | None = None,
+        chroot_smtpd: bool = False,
     ) -> None:
         """Prepare (not start) an instance.
 
         *milter* is a Postfix milter socket string such as ``inet:127.0.0.1:8891``
         or ``unix:/path/sock`` (None: no milter).  *overrides* replace or add
         main.cf settings; *smtpd_options* become ``-o name=value`` on the smtpd
-        service in master.cf.
+        service in master.cf. *chroot_smtpd* runs smtpd chrooted into the queue
+        directory, as Debian's own master.cf does.
         """
         self.relay = relay
         self.milter = milter
         self.overrides = dict(overrides or {})
         self.smtpd_options = dict(smtpd_options or {})
+        self.chroot_smtpd = chroot_smtpd
         self.myhostname = myhostname
         parent = str(base_dir) if base_dir is not None else None
         self.directory = Path(tempfile.mkdtemp(prefix="reputable-postfix-", dir=parent))
@@ -344,7 +347,8 @@ class PostfixInstance(Service):
             raise PostfixError("group postdrop (setgid_group) is missing") from e
         main = "".join(f"{k} = {v}\n" for k, v in self.main_cf().items())
         (self.config_dir / "main.cf").write_text(main)
-        smtpd = f"127.0.0.1:{self.smtp_port} inet n - n - - smtpd\n"
+        chroot = "y" if self.chroot_smtpd else "n"
+        smtpd = f"127.0.0.1:{self.smtp_port} inet n - {chroot} - - smtpd\n"
         smtpd += "".join(f"  -o {k}={v}\n" for k, v in self.smtpd_options.items())
         (self.config_dir / "master.cf").write_text(smtpd + _MASTER_SERVICES)
         # Postfix re-reads a config file modified within the last second, in

@@ -1,0 +1,1 @@
+"""Postfix as reputable needs it: its milter settings read through postconf, and what to change."""
