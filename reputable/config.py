@@ -125,6 +125,8 @@ DEFAULT_OVERSIGN = ("from", "reply-to", "subject", "to", "cc")
 @dataclass(frozen=True, slots=True)
 class MilterConfig:
     socket: MilterSocket = MilterSocket("inet", host="127.0.0.1", port=8891)
+    socket_owner: str = ""  # a unix socket's user; empty: the daemon's own
+    socket_group: str = ""  # a unix socket's group; empty: the daemon's (or its directory's)
     socket_mode: int = 0o660
     on_error: OnError = OnError.TEMPFAIL
     timeout_s: int = 600
@@ -317,6 +319,17 @@ def parse_socket(value: Any) -> MilterSocket:
     return MilterSocket(kind, host=host, port=port)
 
 
+_ACCOUNT_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
+
+
+def _account_name(value: Any) -> str:
+    """A user or group name (whether it exists is checked where the socket is made)."""
+    text = _string(value)
+    if text and not _ACCOUNT_NAME.fullmatch(text):
+        raise ValueError('a user or group name such as "postfix", or "" for the daemon\'s own')
+    return text
+
+
 def _socket_mode(value: Any) -> int:
     text = _string(value)
     if not re.fullmatch(r"0?[0-7]{3}", text):
@@ -466,6 +479,8 @@ def _log_target(value: Any) -> str:
 _SCHEMA: dict[str, dict[str, tuple[str, Parser]]] = {
     "milter": {
         "socket": ("socket", parse_socket),
+        "socket_owner": ("socket_owner", _account_name),
+        "socket_group": ("socket_group", _account_name),
         "socket_mode": ("socket_mode", _socket_mode),
         "on_error": ("on_error", _enum(OnError)),
         "timeout": ("timeout_s", _seconds),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import os
 import re
 import sys
 import time
@@ -125,6 +126,41 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str, ensure_ascii=False)
 
 
+# sd-daemon(3): a "<N>" prefix gives the journal each line's syslog priority.
+_JOURNAL_PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+
+
+class JournalFormatter(logging.Formatter):
+    """Lines for systemd's journal: its priority first, no time (the journal keeps its own)."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{_JOURNAL_PRIORITY.get(record.levelname, 6)}>{self.inner.format(record)}"
+
+
+def stderr_is_journal(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether standard error is connected to the journal (systemd.exec(5), $JOURNAL_STREAM)."""
+    expected = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
+    try:
+        info = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError):
+        return False
+    return bool(expected) and expected == f"{info.st_dev}:{info.st_ino}"
+
+
+def _formatter(config: LogConfig) -> logging.Formatter:
+    journal = config.target == "stderr" and stderr_is_journal()
+    inner: logging.Formatter
+    if config.format is LogFormat.JSON:
+        inner = JsonFormatter()
+    else:
+        inner = LogfmtFormatter(timestamps=config.target != "syslog" and not journal)
+    return JournalFormatter(inner) if journal else inner
+
+
 def _handler(target: str) -> logging.Handler:
     if target == "stderr":
         return logging.StreamHandler(sys.stderr)
@@ -145,10 +181,7 @@ def configure_logging(config: LogConfig) -> None:
         root.removeHandler(old)
         old.close()
     handler = _handler(config.target)
-    if config.format is LogFormat.JSON:
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(LogfmtFormatter(timestamps=config.target != "syslog"))
+    handler.setFormatter(_formatter(config))
     root.addHandler(handler)
     root.setLevel(config.level.upper())
     root.propagate = False

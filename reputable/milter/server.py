@@ -11,29 +11,30 @@ SIGTERM/SIGINT stop accepting, let open sessions finish, and return.
 from __future__ import annotations
 
 import asyncio
-import errno
 import gc
 import logging
 import os
 import signal
 import socket
-import stat
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from pathlib import Path
 
 import uvloop
 
 from reputable import __version__
-from reputable.config import Config
+from reputable.config import Config, MilterSocket
 from reputable.errors import ConfigError, Problem
+from reputable.host import postconf
 from reputable.keys.record import record_value, zone_file_line
 from reputable.keywatch import KeyWatcher
 from reputable.log import Field, configure_logging, emit, logger
 from reputable.milter.connection import MilterConnection
 from reputable.milter.session import Session
+from reputable.milter.unixsocket import open_unix, remove_socket
+from reputable.notify import READY, RELOADING, STOPPING, monotonic_usec, notify, status
+from reputable.postfix.milters import postfix_address
 from reputable.reputation import Reputation, forbid_waiting
 from reputable.runtime import Runtime, RuntimeHolder, load_runtime
 
@@ -42,18 +43,22 @@ _log = logger("milter")
 # times per message.
 new_event_loop = uvloop.new_event_loop
 STOP_GRACE_S = 30.0
+DEFAULT_QUEUE_DIRECTORY = "/var/spool/postfix"  # Postfix's own default
 LOOKUP_THREADS = 16
 
 
 async def open_server(
     config: Config, factory: Callable[[], asyncio.BaseProtocol]
-) -> asyncio.Server:
-    """Listen where configured; a socket that cannot be opened stops the start with the reason."""
+) -> tuple[asyncio.Server, os.stat_result | None]:
+    """Listen where configured; a socket that cannot be opened stops the start with the reason.
+
+    Returns the server and, for a unix socket, the socket file's stat (to remove it at stop).
+    """
     listen = config.milter.socket
     loop = asyncio.get_running_loop()
     try:
         if listen.kind == "unix":
-            return await open_unix(listen.path, config.milter.socket_mode, factory)
+            return await open_unix(config, factory)
         family = socket.AF_INET6 if listen.kind == "inet6" else socket.AF_INET
         server = await loop.create_server(
             factory, listen.host, listen.port, family=family, reuse_address=True, backlog=256
@@ -66,48 +71,26 @@ async def open_server(
     for sock in server.sockets:
         # Replies leave at once; accepted sockets inherit it (asyncio sets it on them too).
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return server
+    return server, None
 
 
-async def open_unix(
-    path: str, mode: int, factory: Callable[[], asyncio.BaseProtocol]
-) -> asyncio.Server:
-    """A unix socket with the configured mode; a stale socket is replaced, any other file kept.
+def postfix_name(listen: MilterSocket) -> str:
+    """How Postfix names the socket: a unix one inside its queue directory, relative to it.
 
-    A socket that still answers belongs to a running milter: that is an error
-    (EADDRINUSE), not something to take over.
+    Postfix's daemons work in the queue directory, and a chrooted smtpd sees nothing
+    outside it: `unix:reputable/milter.sock` reaches what the milter made at
+    /var/spool/postfix/reputable/milter.sock; the absolute path would not.
     """
-    where = Path(path)
-    where.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    try:
-        if stat.S_ISSOCK(where.lstat().st_mode):
-            if _answers(path):
-                raise OSError(errno.EADDRINUSE, "another process listens on it")
-            where.unlink()
-    except FileNotFoundError:
-        pass
-    old_umask = os.umask(0o777 & ~mode)
-    try:
-        server = await asyncio.get_running_loop().create_unix_server(factory, path, backlog=256)
-    finally:
-        os.umask(old_umask)
-    os.chmod(path, mode)
-    return server
-
-
-def _answers(path: str) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(1.0)
-        try:
-            probe.connect(path)
-        except OSError:
-            return False
-        return True
+    queue = ""
+    if listen.kind == "unix":
+        queue = next(iter(postconf("queue_directory")), "") or DEFAULT_QUEUE_DIRECTORY
+    return postfix_address(listen, queue)
 
 
 def announce(runtime: Runtime, event: str) -> None:
     listen = runtime.config.milter.socket
-    postfix = f"smtpd_milters = {listen.postfix}; non_smtpd_milters = {listen.postfix}"
+    name = postfix_name(listen)
+    postfix = f"smtpd_milters = {name}; non_smtpd_milters = {name}"
     keys = " ".join(
         f"{k.domain}/{k.selector}/{k.algorithm.value}"
         for ks in runtime.keyring.by_domain.values()
@@ -127,14 +110,15 @@ def announce(runtime: Runtime, event: str) -> None:
 
 def setup_text(runtime: Runtime) -> str:
     """What to paste into Postfix and DNS for this configuration (printed once at start)."""
-    listen = runtime.config.milter.socket.postfix
+    listen = postfix_name(runtime.config.milter.socket)
     lines = [
         f"reputable {__version__} listening on {runtime.config.milter.socket.libmilter}",
         "",
-        "Add to Postfix's main.cf, then run `postfix reload`:",
+        "Add to Postfix's main.cf (or run `reputable setup postfix --apply`), then `postfix reload`:",
         f"    smtpd_milters = {listen}",
         f"    non_smtpd_milters = {listen}",
         "    milter_default_action = tempfail",
+        "    milter_protocol = 6",
         "",
     ]
     keys = [k for ks in runtime.keyring.by_domain.values() for k in ks]
@@ -173,11 +157,12 @@ class Listener:
         self.executor = executor
         self.connections: set[MilterConnection] = set()
         self.server: asyncio.Server | None = None
+        self.socket_file: os.stat_result | None = None  # a unix socket made at open
         # Over a unix socket there is no Nagle delay to avoid, so DATA need not be answered.
         self.skip_data = config.milter.socket.kind == "unix"
 
     async def open(self) -> None:
-        self.server = await open_server(self.config, self.new_connection)
+        self.server, self.socket_file = await open_server(self.config, self.new_connection)
 
     def new_connection(self) -> MilterConnection:
         connection = MilterConnection(
@@ -197,6 +182,7 @@ class Listener:
         """
         if self.server is not None:
             self.server.close()
+        self.remove_socket_file()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_s
         while True:
@@ -210,6 +196,19 @@ class Listener:
         while self.connections:
             await asyncio.sleep(0.005)
 
+    def remove_socket_file(self) -> None:
+        """Remove the unix socket this listener made (once; a no-op for TCP)."""
+        if self.socket_file is not None:
+            remove_socket(self.config.milter.socket.path, self.socket_file)
+            self.socket_file = None
+
+
+def service_status(runtime: Runtime) -> str:
+    """One line for `systemctl status`: where it listens and what it signs with."""
+    keys = sum(len(ks) for ks in runtime.keyring.by_domain.values())
+    domains = ", ".join(runtime.domains)
+    return f"listening on {runtime.config.milter.socket.libmilter}; {keys} keys for {domains}"
+
 
 async def run(holder: RuntimeHolder, config: Config, reload_config: Callable[[], Config]) -> int:
     loop = asyncio.get_running_loop()
@@ -221,6 +220,7 @@ async def run(holder: RuntimeHolder, config: Config, reload_config: Callable[[],
 
     def on_stop(signum: signal.Signals) -> None:
         emit(_log, logging.INFO, {Field.EVENT: "stop", Field.DETAIL: signum.name})
+        notify(STOPPING, status("stopping: letting messages in progress finish"))
         stopping.set()
         stop.set()
 
@@ -228,20 +228,25 @@ async def run(holder: RuntimeHolder, config: Config, reload_config: Callable[[],
     # message is accepted before the gate can judge it; it is built on a worker thread.
     await loop.run_in_executor(executor, start_reputation, holder)
     await listener.open()
-    loop.add_signal_handler(signal.SIGHUP, reload, holder, reload_config, executor)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_stop, signum)
-    announce(holder.current, "start")
-    print(setup_text(holder.current), flush=True)
-    KeyWatcher(holder, stopping).start()
-    sweeper = asyncio.create_task(close_idle(listener.connections, holder))
-    # What exists now lives as long as the process: keep it out of every garbage collection.
-    gc.freeze()
+    sweeper: asyncio.Task[None] | None = None
     try:
+        loop.add_signal_handler(signal.SIGHUP, reload, holder, reload_config, executor)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_stop, signum)
+        announce(holder.current, "start")
+        print(setup_text(holder.current), flush=True)
+        KeyWatcher(holder, stopping).start()
+        sweeper = asyncio.create_task(close_idle(listener.connections, holder))
+        # What exists now lives as long as the process: keep it out of every garbage collection.
+        gc.freeze()
+        # Listening, keys loaded, the gate judging: systemd may now start Postfix (Before=).
+        notify(READY, status(service_status(holder.current)))
         await stop.wait()
         await listener.close(STOP_GRACE_S)
     finally:
-        sweeper.cancel()
+        listener.remove_socket_file()
+        if sweeper is not None:
+            sweeper.cancel()
         if holder.reputation is not None:
             holder.reputation.stop()
         executor.shutdown(wait=False, cancel_futures=True)
@@ -282,14 +287,17 @@ def reload(holder: RuntimeHolder, reload_config: Callable[[], Config], executor:
     """Build a new Runtime from the files; on any problem keep running with the old one.
 
     The runtime is swapped at once; the gate's engine is rebuilt on a worker, the old
-    one judging meanwhile, and "reloaded" is logged when both are in place.
+    one judging meanwhile, and "reloaded" is logged when both are in place. systemd
+    hears RELOADING=1 now and READY=1 once done, whether the reload took or not.
     """
+    notify(RELOADING, monotonic_usec(), status("reloading"))
     try:
         config = reload_config()
         runtime = load_runtime(config)
     except ConfigError as exc:
         for problem in exc.problems:
             emit(_log, logging.ERROR, {Field.EVENT: "reload_failed", Field.DETAIL: str(problem)})
+        notify(READY, status(f"{service_status(holder.current)}; reload failed, see the log"))
         return
     if config.milter.socket != holder.current.config.milter.socket:
         detail = "milter.socket changes only on restart"
@@ -302,6 +310,7 @@ def reload(holder: RuntimeHolder, reload_config: Callable[[], Config], executor:
             detail = f"the gate kept its old engine: {future.exception()!r}"
             emit(_log, logging.ERROR, {Field.EVENT: "reload_failed", Field.DETAIL: detail})
         announce(runtime, "reloaded")
+        notify(READY, status(service_status(runtime)))
 
     future = asyncio.get_running_loop().run_in_executor(executor, start_reputation, holder)
     future.add_done_callback(done)

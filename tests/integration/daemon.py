@@ -40,6 +40,9 @@ class MilterDaemon:
     internal_hosts: list[str] = field(default_factory=lambda: ["127.0.0.1/32", "::1"])
     port: int = field(default_factory=free_port)
     listen: str = ""  # libmilter form; empty: inet on 127.0.0.1:<port>
+    # A unix socket's permissions: by default anyone may connect (tests that are not about them).
+    socket_group: str = ""
+    socket_mode: str = "0666"
     extra: str = ""  # more TOML sections for the config file
     # The gate only logs by default here: signing tests are not about the host's reputation.
     mode: str = "monitor"
@@ -72,8 +75,8 @@ class MilterDaemon:
         self.config_path.write_text(
             "[milter]\n"
             f'socket = "{self.libmilter_socket}"\n'
-            # Postfix's smtpd runs as the postfix user: let it reach a unix socket.
-            'socket_mode = "0666"\n'
+            f'socket_group = "{self.socket_group}"\n'
+            f'socket_mode = "{self.socket_mode}"\n'
             f'mode = "{self.mode}"\n'
             + (f'timeout = "{self.milter_timeout}"\n' if self.milter_timeout else "")
             + "[signing]\n"
@@ -92,9 +95,9 @@ class MilterDaemon:
             'level = "debug"\n' + self.extra
         )
 
-    def start(self) -> MilterDaemon:
+    def start(self, env: dict[str, str] | None = None) -> MilterDaemon:
         self.write_config()
-        env = {**os.environ, "REPUTABLE_CONFIG": str(self.config_path)}
+        env = {**os.environ, "REPUTABLE_CONFIG": str(self.config_path), **(env or {})}
         with (self.workdir / "stderr.txt").open("wb") as stderr:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "reputable", "milter"],
