@@ -22,6 +22,7 @@ def write_atomic(path: Path, data: bytes, mode: int = PRIVATE_FILE) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         os.fchmod(fd, mode)  # the umask may have removed bits we asked for
+        give_to_directory_owner(fd, path.parent)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
@@ -44,8 +45,30 @@ def fsync_directory(path: Path) -> None:
 
 
 def ensure_private_directory(path: Path) -> None:
-    """Create `path` (and parents) with mode 0700 for the new levels."""
-    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    """Create `path` (and parents) with mode 0700 for the new levels, owned as their parent."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for level in reversed(missing):
+        level.mkdir(mode=PRIVATE_DIR, exist_ok=True)
+        fd = os.open(level, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            give_to_directory_owner(fd, level.parent)
+        finally:
+            os.close(fd)
+
+
+def give_to_directory_owner(fd: int, directory: Path) -> None:
+    """When root writes into a store that belongs to a service user, the file is that user's.
+
+    An admin runs `reputable keys ...` as root (sudo) while the milter runs as
+    the `reputable` user, which owns the key store: a key left owned by root
+    (mode 0600) could not be read by the milter. Anyone else cannot give a
+    file away, and needs not: what they make is theirs, in their own store.
+    """
+    if os.geteuid() != 0:
+        return
+    owner = os.stat(directory)
+    if owner.st_uid != 0:
+        os.fchown(fd, owner.st_uid, owner.st_gid)
 
 
 def unsafe_mode(path: Path) -> int | None:

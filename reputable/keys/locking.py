@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from reputable.keys.files import ensure_private_directory
+from reputable.keys.files import ensure_private_directory, give_to_directory_owner
 
 LOCK_NAME = ".lock"
 
@@ -19,6 +19,7 @@ def store_lock(root: Path) -> Iterator[None]:
     ensure_private_directory(root)
     fd = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
     try:
+        give_to_directory_owner(fd, root)
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
