@@ -22,7 +22,12 @@ def domain_argument(text: str) -> str:
 
 def _add_key_type(parser: argparse.ArgumentParser) -> None:
     """The options of a key to create: its algorithm and, for RSA, its size."""
-    parser.add_argument("--algorithm", choices=["rsa", "ed25519"], default="rsa")
+    parser.add_argument(
+        "--algorithm",
+        choices=["rsa", "ed25519"],
+        default="rsa",
+        help="key type: rsa (rsa-sha256, every receiver) or ed25519 (ed25519-sha256, RFC 8463)",
+    )
     parser.add_argument("--bits", type=int, default=2048, help="RSA key size (default 2048)")
 
 
@@ -126,7 +131,9 @@ def _add_keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "list", help="every key with its state, DNS status and next step"
     )
     _add_config(listing)
-    listing.add_argument("domain", type=domain_argument, nargs="?")
+    listing.add_argument(
+        "domain", type=domain_argument, nargs="?", help="only this domain (default: every one)"
+    )
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.add_argument(
         "--no-dns", action="store_true", help="do not ask DNS (status: not checked)"
@@ -136,12 +143,14 @@ def _add_keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "activate", help="activate pending keys whose record is published"
     )
     _add_config(activate)
-    activate.add_argument("domain", type=domain_argument, nargs="?")
+    activate.add_argument(
+        "domain", type=domain_argument, nargs="?", help="only this domain (default: every one)"
+    )
 
     retire = key_commands.add_parser("retire", help="end a retiring (or abandoned pending) key")
     _add_config(retire)
-    retire.add_argument("domain", type=domain_argument)
-    retire.add_argument("selector")
+    retire.add_argument("domain", type=domain_argument, help="the key's signing domain")
+    retire.add_argument("selector", help="the key's selector, as keys list shows it")
     retire.add_argument(
         "--force", action="store_true", help="even within the grace period, or the signing key"
     )
