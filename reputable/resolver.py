@@ -7,16 +7,14 @@ can point every lookup at their own server).
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
 import dns.exception
 import dns.name
-import dns.nameserver
 import dns.resolver
 
-from reputable.config import DnsConfig
+from reputable.config import DnsConfig, Nameserver
 from reputable.errors import ConfigError, Problem
 
 RESOLV_CONF = Path("/etc/resolv.conf")
@@ -37,33 +35,10 @@ def build_resolver(config: DnsConfig, *, resolv_conf: Path = RESOLV_CONF) -> dns
     `lifetime` (the bound on one lookup, all retries included) is
     `config.timeout_s`; one try at one server gets an equal share of it. The
     resolver never appends search domains: names are taken as absolute.
-    Raises ConfigError when no nameserver is configured anywhere.
+    Raises ConfigError when no nameserver is configured anywhere, or when one
+    address is configured with two ports.
     """
-    if config.nameservers:
-        resolver = dns.resolver.Resolver(configure=False)
-        resolver.nameservers = [
-            dns.nameserver.Do53Nameserver(ns.host, ns.port) for ns in config.nameservers
-        ]
-    else:
-        try:
-            resolver = dns.resolver.Resolver(filename=str(resolv_conf), configure=True)
-        except (dns.exception.DNSException, ValueError) as exc:
-            raise ConfigError(
-                [
-                    Problem(
-                        str(resolv_conf),
-                        "nameserver",
-                        f"none usable ({exc})",
-                        'a "nameserver IP" line there, or [dns] nameservers = ["192.0.2.53"]',
-                    )
-                ]
-            ) from None
-    resolver.search = []
-    resolver.use_search_by_default = False
-    resolver.lifetime = config.timeout_s
-    resolver.timeout = config.timeout_s / max(1, min(len(resolver.nameservers), _SHARED_TRIES))
-    resolver.use_edns(0, 0, EDNS_PAYLOAD)
-    return resolver
+    return _build(config.nameservers, "nameservers", config.timeout_s, resolv_conf)
 
 
 def build_dnsbl_resolver(
@@ -75,8 +50,74 @@ def build_dnsbl_resolver(
     (Spamhaus answers 127.255.255.254 through 8.8.8.8), while record checks
     may well use one.
     """
-    servers = config.dnsbl_nameservers or config.nameservers
-    return build_resolver(dataclasses.replace(config, nameservers=servers), resolv_conf=resolv_conf)
+    if not config.dnsbl_nameservers:
+        return build_resolver(config, resolv_conf=resolv_conf)
+    return _build(config.dnsbl_nameservers, "dnsbl_nameservers", config.timeout_s, resolv_conf)
+
+
+def nameserver_addresses(resolver: dns.resolver.Resolver) -> list[tuple[str, int]]:
+    """The (address, port) of each server `resolver` asks, in order, on every dnspython we support.
+
+    dnspython 2.3 (Debian 12) holds IP strings, their ports in `nameserver_ports`;
+    later versions may hold `dns.nameserver.Nameserver` objects instead.
+    """
+    return [
+        (server, resolver.nameserver_ports.get(server, resolver.port))
+        if isinstance(server, str)
+        else (server.answer_nameserver(), server.answer_port())
+        for server in resolver.nameservers
+    ]
+
+
+def _build(
+    servers: tuple[Nameserver, ...], key: str, timeout_s: float, resolv_conf: Path
+) -> dns.resolver.Resolver:
+    if servers:
+        resolver = dns.resolver.Resolver(configure=False)
+        # dnspython 2.3 has no dns.nameserver: a server's port goes in
+        # nameserver_ports, keyed by IP. Later versions still read it for
+        # servers given as IP strings, so this one way works on all of them.
+        resolver.nameserver_ports = _ports_by_address(servers, key)
+        resolver.nameservers = [ns.host for ns in servers]
+    else:
+        resolver = _read_resolv_conf(resolv_conf)
+    resolver.search = []
+    resolver.use_search_by_default = False
+    resolver.lifetime = timeout_s
+    resolver.timeout = timeout_s / max(1, min(len(resolver.nameservers), _SHARED_TRIES))
+    resolver.use_edns(0, 0, EDNS_PAYLOAD)
+    return resolver
+
+
+def _ports_by_address(servers: tuple[Nameserver, ...], key: str) -> dict[str, int]:
+    """Each server's port by its address; ConfigError when one address comes with two ports.
+
+    A port keyed by address cannot tell two servers on one address apart: rather
+    than silently ask only one of them, refuse the configuration.
+    """
+    ports: dict[str, int] = {}
+    for ns in servers:
+        if ports.setdefault(ns.host, ns.port) != ns.port:
+            listed = ", ".join(f'"{s}"' for s in servers if s.host == ns.host)
+            allowed = "one port per address (dnspython keys a server's port by its address)"
+            raise ConfigError([Problem("[dns]", key, f"[{listed}]", allowed)])
+    return ports
+
+
+def _read_resolv_conf(resolv_conf: Path) -> dns.resolver.Resolver:
+    try:
+        return dns.resolver.Resolver(filename=str(resolv_conf), configure=True)
+    except (dns.exception.DNSException, ValueError) as exc:
+        raise ConfigError(
+            [
+                Problem(
+                    str(resolv_conf),
+                    "nameserver",
+                    f"none usable ({exc})",
+                    'a "nameserver IP" line there, or [dns] nameservers = ["192.0.2.53"]',
+                )
+            ]
+        ) from None
 
 
 class NoTimeLeft(Exception):

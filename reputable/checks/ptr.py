@@ -82,13 +82,22 @@ def _rdata_text(rdata: dns.rdata.Rdata) -> str:
 
 
 def _negative_ttl(response: object) -> int:
-    """RFC 2308 §5: min(SOA TTL, SOA MINIMUM) from the authority section, else the default."""
+    """RFC 2308 §5: min(SOA TTL, SOA MINIMUM) from the authority section, else the default.
+
+    The SOA is looked for here: without one, dnspython 2.3 (Debian 12) says
+    2**32 - 1 s where later versions say the default.
+    """
     if not isinstance(response, dns.message.QueryMessage):
         return DEFAULT_TTL_S
     try:
-        return int(response.resolve_chaining().minimum_ttl)
+        chain = response.resolve_chaining()
     except (dns.exception.DNSException, KeyError, ValueError):
         return DEFAULT_TTL_S
+    has_soa = any(
+        rrset.rdtype == dns.rdatatype.SOA and chain.canonical_name.is_subdomain(rrset.name)
+        for rrset in response.authority
+    )
+    return int(chain.minimum_ttl) if has_soa else min(int(chain.minimum_ttl), DEFAULT_TTL_S)
 
 
 def _failure_text(exc: Exception, timeout_s: float) -> str:
@@ -126,6 +135,8 @@ def lookup(resolver: dns.resolver.Resolver, name: str, rdtype: str, timeout_s: f
         return Lookup((), _negative_ttl(next(iter(responses.values()), None)))
     except (dns.exception.DNSException, OSError, ValueError) as exc:
         return Lookup(None, error=_failure_text(exc, timeout_s))
+    if answer.rrset is None:
+        return Lookup((), _negative_ttl(answer.response))
     ttl = int(answer.chaining_result.minimum_ttl)
     return Lookup(tuple(_rdata_text(rdata) for rdata in answer), ttl)
 

@@ -23,6 +23,7 @@ import shutil
 from collections.abc import Generator, Iterator, Mapping
 
 import dns.resolver
+import pluggy
 import pytest
 
 from reputable.config import DnsConfig, Nameserver
@@ -35,14 +36,14 @@ from tests.integration.harness.sink import SmtpSink
 _failed_key = pytest.StashKey[bool]()
 
 
-@pytest.hookimpl(wrapper=True, tryfirst=True)
+# An old-style hook wrapper: Debian 12's pluggy 1.0 has no `wrapper=True`.
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    if report.failed:
+) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
+    outcome = yield
+    if outcome.get_result().failed:
         item.stash[_failed_key] = True
-    return report
 
 
 @pytest.fixture(scope="session")

@@ -12,13 +12,27 @@ from pathlib import Path
 from tests.integration.daemon import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-REPUTABLE = Path(sys.executable).with_name("reputable")
+
+
+def reputable_command(scratch: Path) -> Path:
+    """The `reputable` command `make run` passes: the venv's, else one for this interpreter.
+
+    Debian's python3 running the working tree (as the Debian package will) has no
+    console script; a two-line one starts the same entry point on it.
+    """
+    installed = Path(sys.executable).with_name("reputable")
+    if installed.exists():
+        return installed
+    script = scratch / "reputable"
+    script.write_text(f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" -m reputable "$@"\n')
+    script.chmod(0o755)
+    return script
 
 
 def run_demo(config: Path, seconds: float = 20.0) -> str:
     env = {**os.environ, "REPUTABLE_CONFIG": str(config)}
     process = subprocess.Popen(
-        ["sh", str(ROOT / "packaging" / "demo-run.sh"), str(REPUTABLE)],
+        ["sh", str(ROOT / "packaging" / "demo-run.sh"), str(reputable_command(config.parent))],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

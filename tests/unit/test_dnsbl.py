@@ -27,7 +27,7 @@ from reputable.checks.dnsbl import (
 )
 from reputable.checks.findings import Outcome, Status
 from reputable.config import DnsConfig, Nameserver
-from reputable.resolver import build_dnsbl_resolver
+from reputable.resolver import build_dnsbl_resolver, nameserver_addresses
 
 IP = "203.0.113.5"
 IP6 = "2001:db8::25"
@@ -413,10 +413,6 @@ def test_query_dnsbl_with_nothing_to_ask_asks_nothing() -> None:
 # --- the DNSBL resolver ---
 
 
-def _servers(resolver: dns.resolver.Resolver) -> list[tuple[str, int]]:
-    return [(s.address, s.port) for s in resolver.nameservers]  # type: ignore[union-attr]
-
-
 def test_dnsbl_resolver_uses_the_dnsbl_nameservers() -> None:
     config = DnsConfig(
         nameservers=(Nameserver("192.0.2.53"),),
@@ -424,17 +420,17 @@ def test_dnsbl_resolver_uses_the_dnsbl_nameservers() -> None:
         timeout_s=1.5,
     )
     resolver = build_dnsbl_resolver(config)
-    assert _servers(resolver) == [("127.0.0.1", 5353)]
+    assert nameserver_addresses(resolver) == [("127.0.0.1", 5353)]
     assert resolver.lifetime == 1.5
 
 
 def test_dnsbl_resolver_falls_back_to_the_nameservers() -> None:
     resolver = build_dnsbl_resolver(DnsConfig(nameservers=(Nameserver("192.0.2.53"),)))
-    assert _servers(resolver) == [("192.0.2.53", 53)]
+    assert nameserver_addresses(resolver) == [("192.0.2.53", 53)]
 
 
 def test_dnsbl_resolver_falls_back_to_resolv_conf(tmp_path: Path) -> None:
     conf = tmp_path / "resolv.conf"
     conf.write_text("nameserver 198.51.100.53\n")
     resolver = build_dnsbl_resolver(DnsConfig(), resolv_conf=conf)
-    assert [getattr(s, "address", s) for s in resolver.nameservers] == ["198.51.100.53"]
+    assert nameserver_addresses(resolver) == [("198.51.100.53", 53)]

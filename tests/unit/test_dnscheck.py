@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-import dns.nameserver
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -23,7 +22,7 @@ from reputable.keys.dnscheck import (
     parse_key_record,
     parse_tag_list,
 )
-from reputable.resolver import EDNS_PAYLOAD, build_resolver
+from reputable.resolver import EDNS_PAYLOAD, build_resolver, nameserver_addresses
 
 # A 392-character p= like an RSA-2048 SubjectPublicKeyInfo, and another key.
 P_OURS = base64.b64encode(b"\x30\x82\x01\x22" + bytes(range(256)) + bytes(34)).decode()
@@ -309,12 +308,7 @@ def test_records_never_make_a_multi_line_detail(records: list[bytes]) -> None:
 def test_resolver_asks_the_configured_servers_on_their_ports() -> None:
     config = DnsConfig(nameservers=(Nameserver("127.0.0.1", 5353), Nameserver("::1")), timeout_s=3)
     resolver = build_resolver(config)
-    servers = resolver.nameservers
-    assert all(isinstance(s, dns.nameserver.Do53Nameserver) for s in servers)
-    assert [(s.address, s.port) for s in servers] == [  # type: ignore[union-attr]
-        ("127.0.0.1", 5353),
-        ("::1", 53),
-    ]
+    assert nameserver_addresses(resolver) == [("127.0.0.1", 5353), ("::1", 53)]
     assert resolver.lifetime == 3
     assert resolver.timeout == 1.5
     assert resolver.payload == EDNS_PAYLOAD
@@ -326,10 +320,24 @@ def test_resolver_reads_resolv_conf_when_none_configured(tmp_path: Path) -> None
     conf = tmp_path / "resolv.conf"
     conf.write_text("search example.com\nnameserver 192.0.2.53\noptions timeout:9\n")
     resolver = build_resolver(DnsConfig(timeout_s=2), resolv_conf=conf)
-    assert [getattr(s, "address", s) for s in resolver.nameservers] == ["192.0.2.53"]
+    assert nameserver_addresses(resolver) == [("192.0.2.53", 53)]
     assert resolver.search == []
     assert resolver.lifetime == 2
     assert resolver.timeout == 2
+
+
+def test_resolver_refuses_one_address_with_two_ports() -> None:
+    # dnspython keys a server's port by its address: one of the two would go unasked.
+    twice = (Nameserver("127.0.0.1"), Nameserver("192.0.2.53"), Nameserver("127.0.0.1", 5353))
+    with pytest.raises(ConfigError) as caught:
+        build_resolver(DnsConfig(nameservers=twice))
+    (problem,) = caught.value.problems
+    assert (problem.source, problem.key) == ("[dns]", "nameservers")
+    assert problem.value == '["127.0.0.1:53", "127.0.0.1:5353"]'
+    same = (Nameserver("127.0.0.1", 5353), Nameserver("127.0.0.1", 5353))
+    assert nameserver_addresses(build_resolver(DnsConfig(nameservers=same))) == 2 * [
+        ("127.0.0.1", 5353)
+    ]
 
 
 def test_resolver_without_any_nameserver_is_a_config_error(tmp_path: Path) -> None:

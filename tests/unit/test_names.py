@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import pkgutil
+import site
 from pathlib import Path
 
 import reputable
@@ -14,11 +15,17 @@ RESERVED = {"milter", "Milter", "mime", "dkim", "spf", "dns", "authres"}
 
 
 def test_top_level_names_resolve_to_the_dependencies() -> None:
+    # Installed means under a directory of installed packages: a venv's
+    # site-packages, or Debian's dist-packages for its python3-* packages.
+    installed = [Path(d).resolve() for d in site.getsitepackages()]
     for name in ("milter", "Milter", "mime", "dkim", "spf", "dns"):
         spec = importlib.util.find_spec(name)
         assert spec is not None, name
         assert spec.origin is not None, name
-        assert "site-packages" in Path(spec.origin).parts, f"{name} is not installed: {spec.origin}"
+        origin = Path(spec.origin).resolve()
+        assert any(origin.is_relative_to(d) for d in installed), (
+            f"{name} is not installed: {origin}"
+        )
 
 
 def test_repository_root_has_no_module_named_like_a_dependency() -> None:

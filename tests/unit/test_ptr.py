@@ -418,6 +418,23 @@ def test_lookup_nxdomain_ttl_is_the_soa_minimum() -> None:
     assert lookup(SoaResolver({}), "absent.example.com", "A", 1.0) == Lookup((), 60)
 
 
+def test_lookup_nodata_ttl_is_the_soa_ttl_even_above_the_default() -> None:
+    class NodataResolver(TableResolver):
+        def resolve(  # type: ignore[override]
+            self, qname: dns.name.Name, rdtype: str, **_: Any
+        ) -> dns.resolver.Answer:
+            response = dns.message.make_response(dns.message.make_query(qname, rdtype))
+            soa = "ns.example.com. host.example.com. 1 3600 600 86400 7200"
+            response.authority.append(
+                dns.rrset.from_text_list("example.com.", 3600, "IN", "SOA", [soa])
+            )
+            return dns.resolver.Answer(
+                qname, dns.rdatatype.from_text(rdtype), dns.rdataclass.IN, reparsed(response)
+            )
+
+    assert lookup(NodataResolver({}), MAIL, "A", 1.0) == Lookup((), 3600)
+
+
 TIMED_OUT = dns.resolver.LifetimeTimeout(timeout=1.5, errors=[])  # type: ignore[no-untyped-call]
 YX = dns.resolver.YXDOMAIN()  # type: ignore[no-untyped-call]
 
