@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -268,17 +269,23 @@ def test_a_socket_root_may_not_see_is_not_called_dead() -> None:
                 "Postfix(Commands(sys.argv[1])))\n"
                 "print(json.dumps({f.id: [f.status, f.summary] for f in found}))\n"
             )
+            # nobody may not read the checkout (a private clone) nor run the venv's python:
+            # a readable copy of the package runs on Debian's own python3.
+            source = base / "source"
+            shutil.copytree(ROOT / "reputable", source / "reputable")
+            subprocess.run(["chmod", "-R", "a+rX", str(source)], check=True)
             done = subprocess.run(
                 [
                     *("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"),
-                    *(sys.executable, "-c", script, str(postfix.config)),
+                    *("/usr/bin/python3", "-c", script, str(postfix.config)),
                     str(postfix.queue / "reputable" / "milter.sock"),
                 ],
                 capture_output=True,
                 text=True,
                 timeout=60,
                 check=True,
-                cwd=ROOT,
+                cwd=source,
+                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(source)},
             )
         status, summary = json.loads(done.stdout)[SOCKET_ROW]
         assert status == "warn"
