@@ -3,8 +3,9 @@
 # Installing must never start or configure a system service: Postfix is
 # preseeded to "No configuration", a policy-rc.d forbids starting daemons
 # during the install, and the services of packages installed here only for
-# the tests (Postfix, OpenDKIM, knot) are disabled after: the tests start
-# their own instances from private directories.
+# the tests (Postfix, OpenDKIM, knot; dkimpy-milter for the benchmark) are
+# disabled after, whether or not systemd is running (disable-services.sh):
+# the tests start their own instances from private directories.
 set -eu
 missing=""
 for pkg in "$@"; do
@@ -26,10 +27,11 @@ trap '[ -n "$own_policy" ] && $SUDO rm -f "$policy"' EXIT
 $SUDO apt-get update -q
 # shellcheck disable=SC2086
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
-if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-    for service in postfix opendkim knot; do
-        case " $missing " in
-        *" $service "*) $SUDO systemctl disable --now "$service.service" >/dev/null 2>&1 || true ;;
-        esac
-    done
-fi
+installed=""
+for service in postfix opendkim knot dkimpy-milter; do
+    case " $missing " in
+    *" $service "*) installed="$installed $service.service" ;;
+    esac
+done
+# shellcheck disable=SC2086
+[ -z "$installed" ] || sh "$(dirname "$0")/disable-services.sh" $installed

@@ -32,12 +32,30 @@ def _add_key_type(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
+    """The global options, taken before or after any (sub)command: `reputable --config F keys list`.
+
+    Their default is SUPPRESS, so that a subcommand's parser, which does not see
+    an option given before its name, does not overwrite it with a default.
+    """
     parser.add_argument(
         "--config",
         metavar="FILE",
-        help="configuration file (default: $REPUTABLE_CONFIG, else /etc/reputable/reputable.toml "
-        "if it exists, else the embedded defaults)",
+        default=argparse.SUPPRESS,
+        help="configuration file, before or after the command's name (default: $REPUTABLE_CONFIG, "
+        "else /etc/reputable/reputable.toml if it exists, else the embedded defaults)",
     )
+
+
+def config_argument(args: argparse.Namespace) -> str | None:
+    """The --config given anywhere on the command line, or None."""
+    value: str | None = getattr(args, "config", None)
+    return value
+
+
+def command_name(args: argparse.Namespace) -> str:
+    """The command as typed, e.g. "reputable keys list" (for the messages that name it)."""
+    words = [getattr(args, a, None) for a in ("command", "keys_command", "setup_command")]
+    return " ".join(["reputable", *(w for w in words if w)])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="reputable", description="DKIM-sign outbound mail and keep a mail server reputable."
     )
     parser.add_argument("--version", action="version", version=f"reputable {__version__}")
+    _add_config(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     milter = commands.add_parser("milter", help="run the milter (foreground)")
@@ -68,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_setup_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     setup = commands.add_parser("setup", help="attach reputable to the mail server")
+    _add_config(setup)
     setup_commands = setup.add_subparsers(
         dest="setup_command", required=True, metavar="SETUP_COMMAND"
     )
@@ -89,6 +109,7 @@ def _add_setup_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
 
 def _add_keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     keys = commands.add_parser("keys", help="DKIM key store")
+    _add_config(keys)
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
     new = key_commands.add_parser("new", help="create a key and print its DNS record")
     _add_config(new)
@@ -180,7 +201,7 @@ def _add_keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
 
 
 def _load(args: argparse.Namespace) -> Config:
-    config = load_config(args.config)
+    config = load_config(config_argument(args))
     configure_logging(config.log)
     return config
 
@@ -189,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "milter":
         from reputable.milter.server import serve
 
-        return serve(_load(args), lambda: load_config(args.config))
+        return serve(_load(args), lambda: load_config(config_argument(args)))
     if args.command == "check":
         from reputable.checklist import check_command
 
@@ -245,7 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except ConfigError as exc:
-        print("reputable: refusing to start; fix these and try again:", file=sys.stderr)
+        # Only the daemon starts; any other command just did not run.
+        if args.command == "milter":
+            print("reputable: refusing to start; fix these and try again:", file=sys.stderr)
+        else:
+            print(f"{command_name(args)}: fix these and run it again:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return EX_CONFIG

@@ -7,17 +7,20 @@ exactly the defaults below.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import date, datetime, time
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
+from reputable.checks.blocklists import DnsblKind, DnsblZone
 from reputable.errors import ConfigError, Problem
+from reputable.regular_file import UnreadableFile, read_regular_file
 from reputable.signing.algorithm import Algorithm
 from reputable.signing.canonicalization import Canonicalization
 
@@ -131,6 +134,9 @@ class MilterConfig:
     on_error: OnError = OnError.TEMPFAIL
     timeout_s: int = 600
     mode: Mode = Mode.ENFORCE
+    max_connections: int = 0  # 0: derived from the open-file limit at start
+    max_header_bytes: int = 1 << 20
+    max_headers: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,15 +181,16 @@ class HostConfig:
     helo_name: str = ""  # empty: Postfix's smtp_helo_name / myhostname, else the FQDN
 
 
-DEFAULT_DNSBLS = ("zen.spamhaus.org", "bl.spamcop.net", "psbl.surriel.com")
+DEFAULT_DNSBLS = tuple(
+    DnsblZone.named(zone) for zone in ("zen.spamhaus.org", "bl.spamcop.net", "psbl.surriel.com")
+)
 
 
 @dataclass(frozen=True, slots=True)
 class ChecksConfig:
-    dnsbl: tuple[str, ...] = DEFAULT_DNSBLS
-    dnsbl_domains: tuple[
-        str, ...
-    ] = ()  # domain lists (e.g. dbl.spamhaus.org) for the signing domains
+    dnsbl: tuple[DnsblZone, ...] = DEFAULT_DNSBLS
+    # domain lists (e.g. dbl.spamhaus.org) for the signing domains
+    dnsbl_domains: tuple[DnsblZone, ...] = ()
     refresh_s: int = 300
     port25_target: str = "gmail-smtp-in.l.google.com:25"
     port25_timeout_s: float = 5.0
@@ -298,6 +305,64 @@ def parse_domain(value: Any) -> str:
     return ascii_name
 
 
+# Names that never reach a domain on the internet: RFC 6761 (localhost, invalid), RFC 6762
+# (local), and the placeholder "localdomain" of hosts installed without a domain.
+LOCAL_ONLY_TLDS = frozenset({"localhost", "localdomain", "local", "invalid"})
+
+
+def is_mail_domain(name: str) -> bool:
+    """Whether a parsed domain can be a mail domain: two labels or more, none of them local-only."""
+    labels = name.split(".")
+    return len(labels) >= 2 and labels[-1] not in LOCAL_ONLY_TLDS
+
+
+def parse_mail_domain(value: Any) -> str:
+    """A domain to sign mail of: not "localhost", nor a single label such as a host's short name."""
+    domain = parse_domain(value)
+    if not is_mail_domain(domain):
+        raise ValueError('a mail domain such as "example.com" (not localhost, nor a host\'s name)')
+    return domain
+
+
+class _EntryError(ValueError):
+    """A bad entry inside a list: where in the value (e.g. "[1].kind"), its value, what is allowed."""
+
+    def __init__(self, where: str, value: Any, allowed: str) -> None:
+        super().__init__(allowed)
+        self.where, self.value = where, value
+
+
+_DNSBL_ENTRY = 'a zone name such as "zen.spamhaus.org", or { zone = "...", kind = "..." }'
+
+
+def _dnsbl_zones(value: Any) -> tuple[DnsblZone, ...]:
+    """[checks] dnsbl: zone names (their kind read from the name) or { zone, kind } tables."""
+    if not isinstance(value, list):
+        raise ValueError('a list, e.g. ["zen.spamhaus.org"]')
+    return tuple(_dnsbl_zone(entry, f"[{index}]") for index, entry in enumerate(value))
+
+
+def _dnsbl_zone(entry: Any, where: str) -> DnsblZone:
+    if isinstance(entry, str):
+        try:
+            return DnsblZone.named(parse_domain(entry))
+        except ValueError as exc:
+            raise _EntryError(where, entry, str(exc)) from None
+    if not isinstance(entry, dict) or "zone" not in entry or not set(entry) <= {"zone", "kind"}:
+        raise _EntryError(where, entry, _DNSBL_ENTRY)
+    try:
+        zone = parse_domain(entry["zone"])
+    except ValueError as exc:
+        raise _EntryError(f"{where}.zone", entry["zone"], str(exc)) from None
+    if "kind" not in entry:
+        return DnsblZone.named(zone)
+    try:
+        return DnsblZone(zone, DnsblKind(entry["kind"]))
+    except ValueError:
+        kinds = "one of " + ", ".join(f'"{kind.value}"' for kind in DnsblKind)
+        raise _EntryError(f"{where}.kind", entry["kind"], kinds) from None
+
+
 def parse_socket(value: Any) -> MilterSocket:
     """libmilter socket syntax: unix:/path (or local:/path), inet:PORT@HOST, inet6:PORT@HOST."""
     allowed = '"unix:/run/reputable/milter.sock", "inet:8891@127.0.0.1" or "inet6:8891@::1"'
@@ -352,6 +417,37 @@ def _seconds(value: Any) -> int:
     if seconds < 1:
         raise ValueError('a duration of at least one second, such as "30s"')
     return seconds
+
+
+_SIZE_UNITS = {"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20}
+
+
+def _header_bytes(value: Any) -> int:
+    """A size in bytes: a number, or a string such as "512KiB" or "1MiB"."""
+    allowed = 'a size from "8KiB" to "64MiB", such as "1MiB", "512KiB" or 1048576'
+    match = re.fullmatch(r"(\d+)\s*(B|KiB|MiB)?", value.strip()) if isinstance(value, str) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif match:
+        size = int(match[1]) * _SIZE_UNITS[match[2] or ""]
+    else:
+        raise ValueError(allowed)
+    if not 8 << 10 <= size <= 64 << 20:
+        raise ValueError(allowed)
+    return size
+
+
+def _whole(low: int, high: int, zero: str = "") -> Callable[[Any], int]:
+    """A whole number from *low* to *high* (or 0, when *zero* says what 0 means)."""
+
+    def parse(value: Any) -> int:
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if whole and (low <= value <= high or (zero and value == 0)):
+            return int(value)
+        zero_means = f", or 0 ({zero})" if zero else ""
+        raise ValueError(f"a whole number from {low} to {high}{zero_means}")
+
+    return parse
 
 
 def _timeout(value: Any) -> float:
@@ -485,9 +581,12 @@ _SCHEMA: dict[str, dict[str, tuple[str, Parser]]] = {
         "on_error": ("on_error", _enum(OnError)),
         "timeout": ("timeout_s", _seconds),
         "mode": ("mode", _enum(Mode)),
+        "max_connections": ("max_connections", _whole(1, 1_000_000, "derived from the fd limit")),
+        "max_header_bytes": ("max_header_bytes", _header_bytes),
+        "max_headers": ("max_headers", _whole(100, 1_000_000)),
     },
     "signing": {
-        "domains": ("domains", _list_of(parse_domain)),
+        "domains": ("domains", _list_of(parse_mail_domain)),
         "keys": ("keys", _path),
         "algorithms": ("algorithms", _list_of(_enum(Algorithm), non_empty=True)),
         "canonicalization": ("", _canonicalization),
@@ -503,8 +602,8 @@ _SCHEMA: dict[str, dict[str, tuple[str, Parser]]] = {
         "helo_name": ("helo_name", _hostname),
     },
     "checks": {
-        "dnsbl": ("dnsbl", _list_of(parse_domain)),
-        "dnsbl_domains": ("dnsbl_domains", _list_of(parse_domain)),
+        "dnsbl": ("dnsbl", _dnsbl_zones),
+        "dnsbl_domains": ("dnsbl_domains", _dnsbl_zones),
         "refresh": ("refresh_s", _seconds),
         "port25_target": ("port25_target", _host_port),
         "port25_timeout": ("port25_timeout_s", _timeout),
@@ -560,10 +659,17 @@ _SECTION_TYPES: dict[str, type[Any]] = {
 
 
 def _shown(value: Any) -> str:
+    """A value as TOML writes it (`["rsa-sha1"]`, not Python's `['rsa-sha1']`)."""
     if isinstance(value, str):
-        return f'"{value}"'
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_shown(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, (date, time)):
+        return value.isoformat()
     return repr(value)
 
 
@@ -582,6 +688,10 @@ def _build_section(name: str, table: Any, source: str, problems: list[Problem]) 
         attr, parse = schema[key]
         try:
             parsed = parse(raw)
+        except _EntryError as exc:
+            where, shown = f"{name}.{key}{exc.where}", _shown(exc.value)
+            problems.append(Problem(source, where, shown, f"expected {exc}"))
+            continue
         except ValueError as exc:
             problems.append(Problem(source, f"{name}.{key}", _shown(raw), f"expected {exc}"))
             continue
@@ -624,23 +734,71 @@ def config_path(explicit: str | None, environ: Mapping[str, str]) -> Path | None
         return Path(explicit)
     if environ.get(ENV_VAR):
         return Path(environ[ENV_VAR])
-    return DEFAULT_PATH if DEFAULT_PATH.exists() else None
+    # lexists: a dangling symlink in /etc is a broken config to report, not "no config".
+    return DEFAULT_PATH if os.path.lexists(DEFAULT_PATH) else None
 
 
 def load_config(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Read and check the configuration; no file at all gives the embedded defaults."""
+    """Read and check the configuration; no file at all gives the embedded defaults.
+
+    Only a regular file is read (symlinks followed), without blocking: a FIFO, a
+    directory or a file that is not UTF-8 is a ConfigError like any bad value.
+    """
     path = config_path(explicit, os.environ if environ is None else environ)
     if path is None:
         return Config()
     try:
-        with path.open("rb") as handle:
-            document = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError([Problem(str(path), "(file)", "missing", "an existing file")]) from None
-    except OSError as exc:
-        raise ConfigError(
-            [Problem(str(path), "(file)", "unreadable", exc.strerror or str(exc))]
-        ) from None
+        data = read_regular_file(path).data
+    except UnreadableFile as exc:
+        allowed = "an existing file" if exc.missing else "a regular file holding the TOML config"
+        raise ConfigError([Problem(str(path), "(file)", exc.reason, allowed)]) from None
+    try:
+        document = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(_not_utf8(str(path), data, exc)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([Problem(str(path), "(syntax)", "invalid TOML", str(exc))]) from None
     return parse_config(document, str(path))
+
+
+_UTF8_FIX = "UTF-8 text, as TOML requires; convert the file, e.g. iconv -f latin1 -t utf-8"
+
+
+def _not_utf8(source: str, data: bytes, exc: UnicodeDecodeError) -> list[Problem]:
+    """Each value holding bytes that are not UTF-8 (key, value escaped), else where the first is."""
+    try:
+        document = tomllib.loads(data.decode("utf-8", "surrogateescape"))
+    except tomllib.TOMLDecodeError:
+        document = {}  # the bytes are in a key or a comment: say where
+    problems = [
+        Problem(source, key, f'"{_escaped(value)}"', _UTF8_FIX)
+        for key, value in _undecoded(document)
+    ]
+    if problems:
+        return problems
+    line = data.count(b"\n", 0, exc.start) + 1
+    column = exc.start - data.rfind(b"\n", 0, exc.start)
+    where = f"(line {line}, column {column})"
+    return [Problem(source, where, f"byte 0x{data[exc.start]:02x}", _UTF8_FIX)]
+
+
+def _undecoded(table: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            found.extend(_undecoded(value, f"{name}."))
+        elif isinstance(value, list):
+            found.extend((name, v) for v in value if isinstance(v, str) and _has_surrogate(v))
+        elif isinstance(value, str) and _has_surrogate(value):
+            found.append((name, value))
+    return found
+
+
+def _has_surrogate(text: str) -> bool:
+    return any("\udc80" <= c <= "\udcff" for c in text)
+
+
+def _escaped(text: str) -> str:
+    """The value as written, its undecodable bytes shown as \\xNN."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

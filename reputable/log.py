@@ -57,6 +57,12 @@ class Field(StrEnum):
     WOULD_BE = "would_be"
     IPS = "ips"
     HELO = "helo"
+    BITS = "bits"
+    MODE = "mode"
+    COMMAND = "command"
+    STATE = "state"
+    MAX_CONNECTIONS = "max_connections"
+    REFUSED = "refused"
 
 
 def logger(subsystem: str) -> logging.Logger:

@@ -12,10 +12,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from reputable.checks.dmarc import DmarcLookup, interpret_dmarc, org_domain_of, query_dmarc
+from reputable.checks.dnsroot import mark_untrusted
 from reputable.checks.findings import Finding
 from reputable.checks.spf import SpfEvaluation, SpfResult, all_pass, interpret_spf, query_spf
 from reputable.host import sending_identity
@@ -23,7 +25,7 @@ from reputable.log import Field, emit, logger
 from reputable.resolver import build_dnsbl_resolver, build_resolver
 from reputable.runtime import RuntimeHolder
 from reputable.signing.signature import SigningKey
-from reputable.snapshot import HostSnapshot, Refresher, collect_host_findings
+from reputable.snapshot import HostSnapshot, Refresher, collect_host_facts
 
 _log = logger("checks")
 K = TypeVar("K", bound=Hashable)
@@ -47,8 +49,13 @@ class WouldBlock(BaseException):
 
     A BaseException, so that the message boundary, which turns every Exception into
     a temporary failure, lets it through to the event loop; that runs the callback
-    again on a worker thread, where the lookup is allowed to wait.
+    again on a worker thread, where the lookup is allowed to wait. Its argument is
+    the domain looked up (the lookup pool queues the callback by it).
     """
+
+    @property
+    def domain(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 _thread = threading.local()
@@ -60,12 +67,20 @@ def forbid_waiting(forbidden: bool = True) -> None:
 
 
 class TtlCache(Generic[K, V]):
-    """A small thread-safe cache whose entries live for their DNS TTL (bounded both ways)."""
+    """A small thread-safe cache whose entries live for their DNS TTL (bounded both ways).
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    A key being loaded is loaded once: other threads asking for it meanwhile wait for
+    that load (itself bounded by [dns] timeout) instead of sending the same queries.
+    """
+
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, domain_of: Callable[[K], str] = str
+    ) -> None:
         self._entries: dict[K, tuple[float, V]] = {}
+        self._loading: dict[K, Future[V]] = {}
         self._lock = threading.Lock()
         self._clock = clock
+        self._domain_of = domain_of  # the domain a key is about, for WouldBlock
 
     def get_or_load(self, key: K, load: Callable[[], tuple[V, int]]) -> V:
         now = self._clock()
@@ -74,13 +89,33 @@ class TtlCache(Generic[K, V]):
         if hit is not None and hit[0] > now:
             return hit[1]
         if getattr(_thread, "no_wait", False):
-            raise WouldBlock(key)
-        value, ttl = load()
+            raise WouldBlock(self._domain_of(key))
         with self._lock:
+            loading = self._loading.get(key)
+            if loading is None:
+                pending: Future[V] = Future()
+                self._loading[key] = pending
+        if loading is not None:
+            return loading.result()  # the same lookup, under way in another thread
+        try:
+            value, ttl = load()
+        except BaseException as exc:
+            with self._lock:
+                del self._loading[key]
+            pending.set_exception(exc)
+            raise
+        with self._lock:
+            del self._loading[key]
             self._entries[key] = (now + min(max(ttl, MIN_TTL_S), MAX_TTL_S), value)
             if len(self._entries) > 10_000:  # many one-off domains: forget the expired
                 self._entries = {k: e for k, e in self._entries.items() if e[0] > now}
+        pending.set_result(value)
         return value
+
+    def clear(self) -> None:
+        """Forget every entry (a load under way still finishes and is kept)."""
+        with self._lock:
+            self._entries = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +137,9 @@ class Reputation:
         self.resolver = build_resolver(config.dns)
         self.dnsbl_resolver = build_dnsbl_resolver(config.dns)
         self.stopping = threading.Event()
-        self.spf_cache: TtlCache[tuple[str, str], SpfEvaluation] = TtlCache()
+        self.spf_cache: TtlCache[tuple[str, str], SpfEvaluation] = TtlCache(
+            domain_of=lambda key: key[1]
+        )
         self.dmarc_cache: TtlCache[str, DmarcLookup] = TtlCache()
         self.org_cache: TtlCache[str, str] = TtlCache()
         self.holder = holder
@@ -129,10 +166,16 @@ class Reputation:
     def build_snapshot(self) -> HostSnapshot:
         runtime = self.holder.current
         keys = [k for ks in runtime.keyring.by_domain.values() for k in ks]
-        findings = collect_host_findings(
+        facts = collect_host_facts(
             self.config, self.identity, keys, runtime.domains, self.resolver, self.dnsbl_resolver
         )
-        return HostSnapshot(self.identity, tuple(findings), time.time())
+        if self.refresher.current.trust.records and not facts.trust.records:
+            # The resolver sees the root again: what it said before is no SPF or DMARC fact.
+            for cache in (self.spf_cache, self.dmarc_cache, self.org_cache):
+                cache.clear()
+        return HostSnapshot(
+            self.identity, facts.findings, time.time(), facts.key_records, facts.trust
+        )
 
     def org_domain(self, domain: str) -> str:
         return self.org_cache.get_or_load(
@@ -170,11 +213,16 @@ class Reputation:
         findings += [interpret_spf(e, identity) for e in evaluations]
         if from_domain is not None:
             spf_passed = all_pass(evaluations)
-            dkim_domains = [k.domain for k in keys]
+            # A signature counts only while its selector publishes this key (the snapshot's check).
+            signatures = snapshot.signatures(keys)
             lookup = self.dmarc(from_domain)
             findings.append(
-                interpret_dmarc(lookup, spf_domain, spf_passed, dkim_domains, self.org_domain)
+                interpret_dmarc(lookup, spf_domain, spf_passed, signatures, self.org_domain)
             )
         results = {e.result for e in evaluations}
         worst = next((r.value for r in _SPF_ORDER if r in results), "-")
+        if snapshot.trust.records and evaluations:
+            worst = SpfResult.TEMPERROR.value  # what that resolver said is no SPF result
+        # While the resolver fails the root test, SPF and DMARC are unknown as well.
+        findings = mark_untrusted(findings, snapshot.trust)
         return MessageFacts(tuple(findings), worst, snapshot.ready)

@@ -7,12 +7,17 @@ can point every lookup at their own server).
 
 from __future__ import annotations
 
+import errno
 import time
 from pathlib import Path
 
 import dns.exception
+import dns.message
 import dns.name
+import dns.query
+import dns.rcode
 import dns.resolver
+import dns.tsig
 
 from reputable.config import DnsConfig, Nameserver
 from reputable.errors import ConfigError, Problem
@@ -113,7 +118,7 @@ def _read_resolv_conf(resolv_conf: Path) -> dns.resolver.Resolver:
                 Problem(
                     str(resolv_conf),
                     "nameserver",
-                    f"none usable ({exc})",
+                    f"none usable ({failure_reason(exc)})",
                     'a "nameserver IP" line there, or [dns] nameservers = ["192.0.2.53"]',
                 )
             ]
@@ -146,8 +151,106 @@ def resolve_by(
         return None
 
 
-def failure_reason(exc: Exception, timeout_s: float) -> str:
-    """Why a bounded lookup failed, in a few words."""
-    if isinstance(exc, dns.exception.Timeout | NoTimeLeft):
-        return f"no answer within {timeout_s:g} s"
-    return str(exc) or type(exc).__name__
+def failure_reason(exc: BaseException, timeout_s: float | None = None) -> str:
+    """Why a lookup failed, in a few words of ours; the one place that says it. Pure.
+
+    Never dnspython's own message ("All nameservers failed to answer the
+    query ...", "There is no SOA RR at the DNS root name. This should never
+    happen!"): those reach `check`, `keys list`, logs and mail headers.
+    The words: a timeout, the rcode(s) the servers gave (SERVFAIL, REFUSED),
+    NXDOMAIN, "resolver denies the root", "no name servers", an unreachable
+    server, a malformed answer or name.
+    """
+    if isinstance(exc, dns.exception.Timeout | NoTimeLeft | TimeoutError):
+        return _timeout_text(timeout_s)
+    if isinstance(exc, dns.resolver.NoRootSOA):
+        return f"{ROOT_DENIED}: no SOA at the DNS root"
+    if isinstance(exc, dns.resolver.NXDOMAIN):
+        asked = exc.kwargs.get("qnames") or []
+        if any(name == dns.name.root for name in asked):
+            return f"{ROOT_DENIED}: NXDOMAIN for the DNS root"
+        return "NXDOMAIN (no such name)"
+    if isinstance(exc, dns.resolver.NoNameservers):
+        return _server_errors(exc.kwargs.get("errors") or [], timeout_s)
+    if isinstance(exc, dns.resolver.NoResolverConfiguration):
+        return "no name servers configured"
+    for kinds, words in _WORDS:
+        if isinstance(exc, kinds):
+            return words
+    if isinstance(exc, OSError):
+        return _unreachable(exc)
+    return f"unexpected DNS failure ({type(exc).__name__})"
+
+
+ROOT_DENIED = "resolver denies the root"
+
+# Checked in order: a name error is also a FormError or SyntaxError.
+_WORDS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
+    (dns.resolver.YXDOMAIN, "YXDOMAIN"),
+    (dns.resolver.NoAnswer, "no record of that type"),
+    (dns.resolver.NoMetaqueries, "a meta-query, which resolvers do not answer"),
+    (
+        (
+            dns.name.EmptyLabel,
+            dns.name.BadEscape,
+            dns.name.LabelTooLong,
+            dns.name.NameTooLong,
+            dns.name.NeedAbsoluteNameOrOrigin,
+            dns.name.IDNAException,
+            dns.name.BadLabelType,
+            dns.name.AbsoluteConcatenation,
+            dns.name.NoParent,
+            dns.exception.SyntaxError,
+        ),
+        "not a valid DNS name",
+    ),
+    (dns.message.Truncated, "truncated answer"),
+    (dns.message.UnknownTSIGKey, "the answer is signed with an unknown TSIG key"),
+    ((dns.tsig.BadSignature, dns.tsig.BadKey), "the answer's TSIG signature does not verify"),
+    (dns.tsig.BadTime, "the answer's TSIG time is out of range (are the clocks in sync?)"),
+    (dns.tsig.PeerError, "the server rejected our TSIG signature"),
+    (dns.query.UnexpectedSource, "an answer from an unexpected address"),
+    (
+        (dns.exception.FormError, dns.message.ShortHeader, dns.message.TrailingJunk),
+        "malformed answer",
+    ),
+    (EOFError, "the server closed the connection"),
+    (ValueError, "not a valid query (a bad name or address)"),
+)
+
+
+def _timeout_text(timeout_s: float | None) -> str:
+    return "timeout" if timeout_s is None else f"timeout: no answer within {timeout_s:g} s"
+
+
+def _unreachable(exc: OSError) -> str:
+    name = errno.errorcode.get(exc.errno or 0, "")
+    return f"server unreachable ({exc.strerror or name or type(exc).__name__})"
+
+
+def _server_errors(errors: list[tuple[object, ...]], timeout_s: float | None) -> str:
+    """What each server gave, as our words, each kind once: e.g. "SERVFAIL, REFUSED".
+
+    dnspython lists (server, tcp, port, error, response) per try; `error`
+    is the rcode's text or the exception that try raised.
+    """
+    reasons: list[str] = []
+    for entry in errors:
+        error = entry[3] if len(entry) > 3 else None
+        if isinstance(error, str):
+            reason = error if _is_rcode(error) else "malformed answer"
+        elif isinstance(error, BaseException):
+            reason = failure_reason(error, timeout_s)
+        else:
+            reason = "no answer"
+        if reason not in reasons:
+            reasons.append(reason)
+    return ", ".join(reasons) or "no name server answered"
+
+
+def _is_rcode(text: str) -> bool:
+    try:
+        dns.rcode.from_text(text)
+    except dns.exception.DNSException:
+        return False
+    return not text.isdigit()

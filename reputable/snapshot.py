@@ -12,13 +12,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import dns.resolver
 
-from reputable.checks.dkimdns import interpret_dkim_record, query_dkim_records
+from reputable.checks.dkimdns import interpret_dkim_record, key_record, query_dkim_records
+from reputable.checks.dmarc import DkimSignature, KeyRecord
 from reputable.checks.dnsbl import interpret_dnsbl, interpret_static_ip, query_dnsbl
+from reputable.checks.dnsroot import DnsTrust, mark_untrusted, probe_resolvers
 from reputable.checks.findings import Finding, Status
 from reputable.checks.ptr import interpret_ptr, query_ptr
 from reputable.config import Config
@@ -30,11 +33,37 @@ _log = logger("checks")
 MAX_INTERVAL_S = 3600
 
 
+KeyRecords = Mapping[tuple[str, str], KeyRecord]  # (selector, domain) -> its published record
+
+
+def _no_records() -> KeyRecords:
+    return MappingProxyType({})
+
+
+def signatures_of(keys: Sequence[SigningKey], records: KeyRecords) -> list[DkimSignature]:
+    """The signatures `keys` make, each with what its selector publishes (unknown if unchecked)."""
+    return [
+        DkimSignature(k.domain, k.selector, records.get((k.selector, k.domain), KeyRecord.UNKNOWN))
+        for k in keys
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class HostFacts:
+    """What one refresh learnt: the findings, and whether each key's record is the key."""
+
+    findings: tuple[Finding, ...]
+    key_records: KeyRecords = field(default_factory=_no_records)
+    trust: DnsTrust = field(default_factory=DnsTrust)  # which resolvers fail the root test
+
+
 @dataclass(frozen=True, slots=True)
 class HostSnapshot:
     identity: SendingIdentity
     findings: tuple[Finding, ...] = ()
     taken_at: float = 0.0  # time.time() of the refresh; 0: not yet taken
+    key_records: KeyRecords = field(default_factory=_no_records)
+    trust: DnsTrust = field(default_factory=DnsTrust)  # while it fails the root test: unknown
 
     @property
     def ready(self) -> bool:
@@ -45,17 +74,26 @@ class HostSnapshot:
         wanted = {f"dkim.{k.selector}.{k.domain}" for k in keys}
         return [f for f in self.findings if not f.id.startswith("dkim.") or f.id in wanted]
 
+    def signatures(self, keys: Sequence[SigningKey]) -> list[DkimSignature]:
+        """The DKIM signatures `keys` make, as DMARC counts them (unknown before the first refresh)."""
+        return signatures_of(keys, self.key_records)
 
-def collect_host_findings(
+
+def collect_host_facts(
     config: Config,
     identity: SendingIdentity,
     keys: Sequence[SigningKey],
     domains: Sequence[str],
     resolver: dns.resolver.Resolver,
     dnsbl_resolver: dns.resolver.Resolver,
-) -> list[Finding]:
-    """Ask DNS everything the snapshot holds (each query bounded by [dns] timeout)."""
+) -> HostFacts:
+    """Ask DNS everything the snapshot holds (each query bounded by [dns] timeout).
+
+    The dns row(s) come first: the root test of each resolver. The rows that
+    rest on a resolver failing it are unknown (dnsroot.mark_untrusted).
+    """
     timeout = config.dns.timeout_s
+    rows, trust = probe_resolvers(config, resolver, dnsbl_resolver)
     findings: list[Finding] = []
     for ip in identity.ips:
         findings.extend(
@@ -69,7 +107,11 @@ def collect_host_findings(
     findings.extend(interpret_static_ip(ip, [a for a in answers if a.target == ip]) for ip in ips)
     records = query_dkim_records(keys, resolver, config.keys.verify_nameservers, timeout)
     findings.extend(interpret_dkim_record(k.selector, k.domain, check) for k, check in records)
-    return findings
+    states = {(k.selector, k.domain): key_record(check) for k, check in records}
+    if trust.records and trust.dkim_by_resolver:
+        states = {}  # what an untrusted resolver said of the records is not known
+    marked = rows + mark_untrusted(findings, trust)
+    return HostFacts(tuple(marked), MappingProxyType(states), trust)
 
 
 def next_interval(findings: Sequence[Finding], refresh_s: int) -> float:
@@ -79,9 +121,18 @@ def next_interval(findings: Sequence[Finding], refresh_s: int) -> float:
 
 
 def state_changes(old: Sequence[Finding], new: Sequence[Finding]) -> list[Finding]:
-    """Findings whose status changed (or that are new and not OK): one log line each."""
-    before = {f.id: f.status for f in old}
-    return [f for f in new if before.get(f.id, Status.OK) is not f.status]
+    """Findings whose status changed (or that are new and not OK): one log line each.
+
+    A row that could not be checked (unknown) is no change of state: the row
+    that says why (`dns`, when the resolver cannot be trusted) is logged once,
+    not every row that rests on it; a row known again is compared with OK.
+    """
+    before = {f.id: f.status for f in old if f.status is not Status.UNKNOWN}
+    return [
+        f
+        for f in new
+        if f.status is not Status.UNKNOWN and before.get(f.id, Status.OK) is not f.status
+    ]
 
 
 @dataclass

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import dns.resolver
 
+from reputable.checks.dmarc import KeyRecord
 from reputable.checks.findings import Finding, Outcome, Status
 from reputable.config import Nameserver
 from reputable.keys.dnscheck import DnsStatus, RecordCheck, check_key_record
@@ -77,6 +78,21 @@ def interpret_dkim_record(selector: str, domain: str, check: RecordCheck) -> Fin
                 "run `reputable check` with DNS reachable",
                 ttl_s=RETRY_TTL_S,
             )
+
+
+def key_record(check: RecordCheck) -> KeyRecord:
+    """What a record check means for the signatures: whether receivers will verify them.
+
+    A matching record verifies (under t=y too: receivers still report dkim=pass);
+    a missing or other key fails every signature; an error or no check tells nothing.
+    """
+    match check.status:
+        case DnsStatus.MATCHING:
+            return KeyRecord.MATCHING
+        case DnsStatus.MISSING | DnsStatus.MISMATCH:
+            return KeyRecord.WRONG
+        case _:
+            return KeyRecord.UNKNOWN
 
 
 def query_dkim_records(

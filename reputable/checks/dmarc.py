@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 import dns.exception
 import dns.name
@@ -43,6 +44,23 @@ class DmarcPolicy:
     aspf: str = "r"
     org_domain: str = ""  # the organizational domain of from_domain (RFC 9989 §4.10)
     testing: bool = False  # t=y: receivers apply one policy level lower (RFC 9989 §4.7)
+
+
+class KeyRecord(StrEnum):
+    """Whether a selector's published key record is the key that signs with it."""
+
+    MATCHING = "matching"  # receivers verify the signature
+    WRONG = "wrong"  # missing, or another key: the signature fails (RFC 6376 §6.1.2)
+    UNKNOWN = "unknown"  # not checked yet, or the check failed
+
+
+@dataclass(frozen=True, slots=True)
+class DkimSignature:
+    """One DKIM signature a message carries: d=, s= and the state of the record at s=._domainkey.d=."""
+
+    domain: str
+    selector: str
+    record: KeyRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,15 +372,18 @@ def interpret_dmarc(
     lookup: DmarcLookup,
     mail_from_domain: str,
     spf_passed: bool,
-    dkim_domains: Sequence[str],
+    signatures: Sequence[DkimSignature],
     org_of: Callable[[str], str],
 ) -> Finding:
     """The checklist line for DMARC of one From domain; id "dmarc.<from domain>".
 
     Aligned when SPF passed for an aligned MAIL FROM domain, or a DKIM
-    signature's d= is aligned (RFC 9989 §4.4, §4.10.2). Unaligned mail gates as
-    dmarc_unaligned; no record is an advisory warning; a DNS error is
-    dns_error.
+    signature whose d= is aligned verifies (RFC 9989 §4.4, §4.10.2): its
+    selector's published record is the key that signs. A signature whose
+    record is missing or another key fails at the receiver and counts for
+    nothing; one whose record could not be checked leaves DMARC a dns_error
+    unless SPF aligns. Unaligned mail gates as dmarc_unaligned; no record is
+    an advisory warning; a DNS error is dns_error.
     """
     from_domain = _normal(lookup.policy.from_domain if lookup.policy else lookup.from_domain)
     fid = f"dmarc.{from_domain}"
@@ -398,12 +419,13 @@ def interpret_dmarc(
 
     mail_from = _normal(mail_from_domain)
     spf_ok = spf_passed and aligned(mail_from, from_domain, policy.aspf, org)
-    dkim_ok = [d for d in dkim_domains if aligned(d, from_domain, policy.adkim, org)]
+    dkim_aligned = [s for s in signatures if aligned(s.domain, from_domain, policy.adkim, org)]
+    dkim_ok = [s for s in dkim_aligned if s.record is KeyRecord.MATCHING]
     testing = " (t=y: testing)" if policy.testing else ""
     stated = f"p={policy.policy}{testing} at _dmarc.{policy.record_domain}"
     if dkim_ok or spf_ok:
         by = (
-            f"DKIM d={_normal(dkim_ok[0])} ({_mode_text(policy.adkim)})"
+            f"DKIM d={_normal(dkim_ok[0].domain)} ({_mode_text(policy.adkim)})"
             if dkim_ok
             else f"SPF for MAIL FROM {mail_from} ({_mode_text(policy.aspf)})"
         )
@@ -413,18 +435,53 @@ def interpret_dmarc(
             f"mail From {from_domain} passes DMARC ({stated}), aligned by {by}",
             ttl_s=lookup.ttl_s,
         )
+    spf_why = _spf_why(mail_from, from_domain, spf_passed, policy)
+    unknown = [s for s in dkim_aligned if s.record is KeyRecord.UNKNOWN]
+    if unknown:
+        return Finding(
+            fid,
+            Status.WARN,
+            f"cannot tell whether mail From {from_domain} passes DMARC ({stated}): {spf_why}, "
+            f"and the key record of {_signature_text(unknown[0])} could not be checked",
+            f"see the {_record_id(unknown[0])} finding",
+            Outcome.DNS_ERROR,
+            lookup.ttl_s,
+        )
     return Finding(
         fid,
         Status.FAIL,
-        f"mail From {from_domain} fails DMARC ({stated}): "
-        f"{_spf_why(mail_from, from_domain, spf_passed, policy)} and "
-        f"{_dkim_why(dkim_domains, from_domain, policy)}",
-        f"sign mail From {from_domain} with a key of {from_domain} (reputable keys new "
-        f"{from_domain}, then publish its record), or send it with a MAIL FROM "
-        f"{'of ' + from_domain if policy.aspf == 's' else 'under ' + (policy.org_domain or from_domain)}"
-        " whose SPF allows this host",
+        f"mail From {from_domain} fails DMARC ({stated}): {spf_why} and "
+        f"{_dkim_why(signatures, dkim_aligned, from_domain, policy)}",
+        _unaligned_fix(dkim_aligned, from_domain, policy),
         Outcome.DMARC_UNALIGNED,
         lookup.ttl_s,
+    )
+
+
+def _signature_text(signature: DkimSignature) -> str:
+    return f"s={signature.selector} d={_normal(signature.domain)}"
+
+
+def _record_id(signature: DkimSignature) -> str:
+    return f"dkim.{signature.selector}.{_normal(signature.domain)}"
+
+
+def _unaligned_fix(
+    dkim_aligned: Sequence[DkimSignature], from_domain: str, policy: DmarcPolicy
+) -> str:
+    mail_from = (
+        f"of {from_domain}" if policy.aspf == "s" else f"under {policy.org_domain or from_domain}"
+    )
+    spf = f"or send it with a MAIL FROM {mail_from} whose SPF allows this host"
+    if dkim_aligned:
+        wrong = dkim_aligned[0]
+        return (
+            f"publish the record `reputable keys dns {_normal(wrong.domain)}` prints for "
+            f"s={wrong.selector} (the {_record_id(wrong)} finding says what is wrong), {spf}"
+        )
+    return (
+        f"sign mail From {from_domain} with a key of {from_domain} (reputable keys new "
+        f"{from_domain}, then publish its record), {spf}"
     )
 
 
@@ -436,9 +493,22 @@ def _spf_why(mail_from: str, from_domain: str, spf_passed: bool, policy: DmarcPo
     return f"MAIL FROM {mail_from} is not aligned with {from_domain} ({_mode_text(policy.aspf)})"
 
 
-def _dkim_why(dkim_domains: Sequence[str], from_domain: str, policy: DmarcPolicy) -> str:
+def _dkim_why(
+    signatures: Sequence[DkimSignature],
+    dkim_aligned: Sequence[DkimSignature],
+    from_domain: str,
+    policy: DmarcPolicy,
+) -> str:
     mode = _mode_text(policy.adkim)
-    if not dkim_domains:
+    if dkim_aligned:
+        # Every aligned signature has a wrong record: it fails, so it aligns nothing.
+        wrong = ", ".join(_signature_text(s) for s in dkim_aligned)
+        fails = "signature {} fails" if len(dkim_aligned) == 1 else "signatures {} fail"
+        return (
+            f"the DKIM {fails.format(wrong)} at the receiver: the published key record is "
+            f"missing or another key (see {_record_id(dkim_aligned[0])})"
+        )
+    if not signatures:
         return f"no DKIM signature of {from_domain} ({mode})"
-    signed = ", ".join(_normal(d) for d in dkim_domains)
+    signed = ", ".join(_normal(s.domain) for s in signatures)
     return f"no DKIM signature of {from_domain} ({mode}; signed by {signed})"

@@ -5,6 +5,7 @@ for the rest. Not every answer is a listing: Spamhaus answers 127.255.255.x
 for errors (a public resolver, too many queries, a misspelled zone), and
 resolvers that rewrite NXDOMAIN answer with other addresses. Those are DNS
 errors here, never "listed" (DESIGN.md, "DNS answers mean what the lists say").
+Each answer is read by the table of its list's kind (checks/blocklists.py).
 """
 
 from __future__ import annotations
@@ -19,29 +20,20 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address
 
 import dns.resolver
 
+from reputable.checks.blocklists import (
+    DBL_IP_QUERY,
+    ERROR_MEANINGS,
+    DnsblKind,
+    DnsblZone,
+    is_error_code,
+    is_pbl_code,
+    kind_of_zone,
+    meaning_of,
+    shown_zone,
+)
 from reputable.checks.findings import Finding, Outcome, Status
 from reputable.checks.ptr import DEFAULT_TTL_S, lookup
 
-# Spamhaus return codes, https://www.spamhaus.org/faqs/dnsbl-usage/ (2019-09-30 on).
-_SPAMHAUS_ERRORS = IPv4Network("127.255.255.0/24")
-_SPAMHAUS_ERROR_MEANING = {
-    "127.255.255.252": "a typo in the DNSBL zone name",
-    "127.255.255.254": "the query came through a public/open resolver",
-    "127.255.255.255": "an excessive number of queries",
-}
-_DBL_IP_QUERY = IPv4Address("127.0.1.255")  # DBL asked about an IP: "IP queries prohibited"
-_PBL_CODES = frozenset({IPv4Address("127.0.0.10"), IPv4Address("127.0.0.11")})
-_ZEN_MEANING = {
-    "127.0.0.2": "SBL spam source",
-    "127.0.0.3": "SBL CSS low-reputation sender",
-    "127.0.0.4": "XBL exploited host",
-    "127.0.0.5": "XBL exploited host",
-    "127.0.0.6": "XBL exploited host",
-    "127.0.0.7": "XBL exploited host",
-    "127.0.0.9": "DROP hijacked network",
-    "127.0.0.10": "PBL ISP-maintained",
-    "127.0.0.11": "PBL Spamhaus-maintained",
-}
 _LOOPBACK = IPv4Network("127.0.0.0/8")
 _NEVER_A_CODE = IPv4Address("127.0.0.1")
 
@@ -56,12 +48,17 @@ _TXT_SHOWN = 200  # characters of a TXT reason kept in a summary
 class DnsblAnswer:
     """What one list said about one IP address or domain."""
 
-    zone: str
+    zone: str  # as shown: a DQS key hidden (shown_zone)
     target: str  # the IP (as text) or domain asked about
     addresses: tuple[str, ...] | None  # A records; (): NXDOMAIN, not listed; None: failed
     txt: tuple[str, ...] = ()  # TXT reason(s), when listed
     error: str = ""  # timeout, SERVFAIL, REFUSED (some lists refuse public resolvers), ...
     ttl_s: int = DEFAULT_TTL_S
+    kind: DnsblKind | None = None  # the list's kind; None: what the zone's name says
+
+    @property
+    def list_kind(self) -> DnsblKind:
+        return self.kind if self.kind is not None else kind_of_zone(self.zone)
 
 
 # --- asking (I/O) ---
@@ -87,23 +84,27 @@ def query_name(target: str, zone: str) -> str:
     return f"{reversed_labels}.{zone}"
 
 
-def _ask(target: str, zone: str, resolver: dns.resolver.Resolver, timeout_s: float) -> DnsblAnswer:
+def _ask(
+    target: str, zone: DnsblZone, resolver: dns.resolver.Resolver, timeout_s: float
+) -> DnsblAnswer:
     deadline = time.monotonic() + timeout_s
-    name = query_name(target, zone)
+    name = query_name(target, zone.zone)
     found = lookup(resolver, name, "A", timeout_s)
     if not found.records:
-        return DnsblAnswer(zone, target, found.records, (), found.error, found.ttl_s)
+        return DnsblAnswer(
+            shown_zone(zone.zone), target, found.records, (), found.error, found.ttl_s, zone.kind
+        )
     # RFC 5782 §2.1: the TXT record says why; it is optional, so a failure is no error.
     remaining = deadline - time.monotonic()
     reasons = lookup(resolver, name, "TXT", remaining) if remaining > 0 else None
     txt = (reasons.records or ()) if reasons is not None else ()
     ttl = min(found.ttl_s, reasons.ttl_s) if reasons is not None and txt else found.ttl_s
-    return DnsblAnswer(zone, target, found.records, txt, "", ttl)
+    return DnsblAnswer(shown_zone(zone.zone), target, found.records, txt, "", ttl, zone.kind)
 
 
 def query_dnsbl(
     targets: Sequence[str],
-    zones: Sequence[str],
+    zones: Sequence[DnsblZone],
     resolver: dns.resolver.Resolver,
     timeout_s: float,
 ) -> list[DnsblAnswer]:
@@ -134,34 +135,21 @@ def _in_domain(zone: str, domain: str) -> bool:
     return zone == domain or zone.endswith("." + domain)
 
 
-def _is_spamhaus(zone: str) -> bool:
-    # spamhaus.net: the Data Query Service zones, "<key>.zen.dq.spamhaus.net".
-    return _in_domain(zone, "spamhaus.org") or _in_domain(zone, "spamhaus.net")
-
-
-def _is_pbl_zone(zone: str) -> bool:
-    zone = zone.rstrip(".").lower()
-    return zone in ("zen.spamhaus.org", "pbl.spamhaus.org") or zone.endswith(
-        (".zen.dq.spamhaus.net", ".pbl.dq.spamhaus.net")
-    )
-
-
-def _kind(address: str, zone: str) -> _Kind:
+def _kind(address: str, list_kind: DnsblKind) -> _Kind:
     code = _ip(address)
     if not isinstance(code, IPv4Address) or code not in _LOOPBACK or code == _NEVER_A_CODE:
         # RFC 5782 §2.1/§5: codes live in 127.0.0.0/8 and 127.0.0.1 is the test point that
         # is never listed; anything else is a resolver rewriting NXDOMAIN (ISP, Pi-hole).
         return _Kind.NOT_A_CODE
-    if code in _SPAMHAUS_ERRORS or (code == _DBL_IP_QUERY and _is_spamhaus(zone)):
+    if is_error_code(code, list_kind):
         return _Kind.LIST_ERROR
-    if code in _PBL_CODES and _is_pbl_zone(zone):
+    if is_pbl_code(str(code), list_kind):
         return _Kind.PBL
     return _Kind.LISTED
 
 
 def _kinds(answer: DnsblAnswer) -> dict[str, _Kind]:
-    zone = answer.zone.rstrip(".").lower()
-    return {address: _kind(address, zone) for address in answer.addresses or ()}
+    return {address: _kind(address, answer.list_kind) for address in answer.addresses or ()}
 
 
 def _printable(text: str) -> str:
@@ -173,11 +161,11 @@ def _subject(target: str) -> str:
     return f"sending IP {target}" if _ip(target) is not None else f"domain {target}"
 
 
-def _removal(zone: str, target: str) -> str:
+def _removal(zone: str, target: str, kind: DnsblKind) -> str:
     zone = zone.rstrip(".").lower()
-    if _is_spamhaus(zone):
+    if kind.spamhaus:
         return f"look {target} up at https://check.spamhaus.org/ and follow its removal steps"
-    if _in_domain(zone, "spamcop.net"):
+    if kind is DnsblKind.SPAMCOP or _in_domain(zone, "spamcop.net"):
         return (
             "SpamCop delists by itself about 24 hours after the last report "
             "(https://www.spamcop.net/bl.shtml)"
@@ -191,12 +179,8 @@ def _removal(zone: str, target: str) -> str:
     )
 
 
-def _codes_text(codes: Sequence[str], zone: str, txt: Sequence[str]) -> str:
-    spamhaus = _is_spamhaus(zone)
-    shown = ", ".join(
-        f"{code} {_ZEN_MEANING[code]}" if spamhaus and code in _ZEN_MEANING else code
-        for code in codes
-    )
+def _codes_text(codes: Sequence[str], kind: DnsblKind, txt: Sequence[str]) -> str:
+    shown = ", ".join(f"{code} {meaning_of(code, kind)}".rstrip() for code in codes)
     reasons = "; ".join(_printable(reason) for reason in txt if reason.strip())
     return f"{shown}: {reasons}" if reasons else shown
 
@@ -237,15 +221,15 @@ def _not_an_answer(answer: DnsblAnswer, fid: str, kinds: dict[str, _Kind]) -> Fi
             "unchanged (no ISP redirection, Pi-hole or filtering), e.g. unbound on 127.0.0.1"
         )
     elif code == "127.255.255.252":
-        summary = f"{head}: an error code ({_SPAMHAUS_ERROR_MEANING[code]}), not a listing"
+        summary = f"{head}: an error code ({ERROR_MEANINGS[code]}), not a listing"
         fix = f"Fix the zone name {answer.zone} in [checks] dnsbl"
     elif code == "127.255.255.255":
-        summary = f"{head}: an error code ({_SPAMHAUS_ERROR_MEANING[code]}), not a listing"
+        summary = f"{head}: an error code ({ERROR_MEANINGS[code]}), not a listing"
         fix = f"{_LOCAL_RESOLVER}, or register for a data feed (Spamhaus DQS)"
     elif code == "127.255.255.254":
-        summary = f"{head}: an error code ({_SPAMHAUS_ERROR_MEANING[code]}), not a listing"
+        summary = f"{head}: an error code ({ERROR_MEANINGS[code]}), not a listing"
         fix = f"{_LOCAL_RESOLVER}; or register for a data feed (Spamhaus DQS)"
-    elif code == str(_DBL_IP_QUERY):
+    elif code == DBL_IP_QUERY:
         summary = f"{head}: an error code (a domain list asked about an IP), not a listing"
         fix = f"Move {answer.zone} from [checks] dnsbl to [checks] dnsbl_domains"
     else:
@@ -263,7 +247,7 @@ _STATIC_FIX = (
 
 def _listed(answer: DnsblAnswer, fid: str, kinds: dict[str, _Kind]) -> Finding:
     codes = list(kinds)
-    detail = _codes_text(codes, answer.zone, answer.txt)
+    detail = _codes_text(codes, answer.list_kind, answer.txt)
     subject = _subject(answer.target)
     pbl = any(kind is _Kind.PBL for kind in kinds.values())
     listed = any(kind is _Kind.LISTED for kind in kinds.values())
@@ -276,7 +260,7 @@ def _listed(answer: DnsblAnswer, fid: str, kinds: dict[str, _Kind]) -> Finding:
     summary = f"{subject} is listed on {answer.zone} ({detail})"
     fix = (
         "Find and stop what sent the spam (a compromised account, script or open relay) "
-        f"first, then {_removal(answer.zone, answer.target)}"
+        f"first, then {_removal(answer.zone, answer.target, answer.list_kind)}"
     )
     if pbl:
         summary += "; it is also in dynamic/end-user space (the Policy Block List)"
@@ -311,15 +295,16 @@ def interpret_static_ip(ip: str, answers: Sequence[DnsblAnswer]) -> Finding:
     """static_ip.<ip>: whether the Spamhaus PBL calls `ip` dynamic/end-user space.
 
     FAIL carries no outcome: the dnsbl finding of the same answer gates mail.
+    UNKNOWN when no PBL zone was asked or none answered usably: nothing to tell by.
     """
     fid, address = f"static_ip.{ip}", _ip(ip)
-    asked = [a for a in answers if _same_ip(a.target, address) and _is_pbl_zone(a.zone)]
+    asked = [a for a in answers if _same_ip(a.target, address) and a.list_kind.answers_pbl]
     if not asked:
         return Finding(
             fid,
-            Status.WARN,
-            f"cannot tell whether {ip} is a static address: no Spamhaus zone (zen.spamhaus.org "
-            "or pbl.spamhaus.org) was asked",
+            Status.UNKNOWN,
+            f"cannot tell whether {ip} is a static address: no Spamhaus ZEN or PBL zone "
+            "(kind spamhaus-zen or spamhaus-pbl) was asked",
             "Add zen.spamhaus.org to [checks] dnsbl (queried through a local resolver)",
         )
     usable = [
@@ -333,7 +318,7 @@ def interpret_static_ip(ip: str, answers: Sequence[DnsblAnswer]) -> Finding:
         why = first.error or f"it answered {', '.join(first.addresses or ())}"
         return Finding(
             fid,
-            Status.WARN,
+            Status.UNKNOWN,
             f"cannot tell whether {ip} is a static address: {first.zone} gave no usable "
             f"answer ({why})",
             f"See the dnsbl.{first.zone}.{first.target} finding",
@@ -346,7 +331,8 @@ def interpret_static_ip(ip: str, answers: Sequence[DnsblAnswer]) -> Finding:
             return Finding(
                 fid,
                 Status.FAIL,
-                f"{ip} is in dynamic/end-user address space ({_codes_text(codes, answer.zone, ())}"
+                f"{ip} is in dynamic/end-user address space "
+                f"({_codes_text(codes, answer.list_kind, ())}"
                 f" on {answer.zone}): do not run a mail server without a static IP",
                 _STATIC_FIX,
                 None,

@@ -11,6 +11,7 @@ class Status(StrEnum):
     OK = "ok"
     WARN = "warn"
     FAIL = "fail"
+    UNKNOWN = "unknown"  # could not be checked (the summary says why): neither ok nor a fault
 
 
 class Outcome(StrEnum):
@@ -45,6 +46,7 @@ class Finding:
 
 
 def worst(findings: Iterable[Finding]) -> Status:
+    """FAIL, else WARN, else OK: a row that could not be checked (UNKNOWN) counts for nothing."""
     statuses = {f.status for f in findings}
     if Status.FAIL in statuses:
         return Status.FAIL

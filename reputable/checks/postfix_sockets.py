@@ -91,8 +91,8 @@ def _socket_finding(
     if unsure:
         use, probe = unsure[0]
         summary = f"could not check {address} at {use.where}"
-        if probe.reach is Reach.DENIED:
-            return Finding(ident, Status.WARN, f"{summary} (permission denied): run as root")
+        if probe.reach is Reach.DENIED:  # not the answer Postfix gets: unknown, not a fault
+            return Finding(ident, Status.UNKNOWN, f"{summary} (permission denied): run as root")
         return Finding(ident, Status.WARN, f"{summary}: {probe.detail}")
     places = ", ".join(dict.fromkeys(u.where for u in uses))
     labels = ", ".join(dict.fromkeys(u.path.label for u in uses))

@@ -28,6 +28,7 @@ import dns.rdtypes.IN.AAAA
 import dns.resolver
 
 from reputable.checks.findings import Finding, Outcome, Status
+from reputable.resolver import failure_reason
 
 # dnspython's own default when a negative answer carries no SOA (RFC 2308 §5).
 DEFAULT_TTL_S = 300
@@ -100,22 +101,6 @@ def _negative_ttl(response: object) -> int:
     return int(chain.minimum_ttl) if has_soa else min(int(chain.minimum_ttl), DEFAULT_TTL_S)
 
 
-def _failure_text(exc: Exception, timeout_s: float) -> str:
-    """A short reason: the rcode(s) the servers gave (REFUSED, SERVFAIL) or a timeout."""
-    if isinstance(exc, dns.exception.Timeout):
-        return f"timeout: no answer within {timeout_s:g} s"
-    if isinstance(exc, dns.resolver.NoNameservers):
-        reasons: list[str] = []
-        for error in exc.kwargs.get("errors", []):
-            reason = error[3] if isinstance(error[3], str) else type(error[3]).__name__
-            if reason not in reasons:
-                reasons.append(reason)
-        return ", ".join(reasons) or "no server answered"
-    if isinstance(exc, dns.resolver.YXDOMAIN):
-        return "YXDOMAIN"
-    return str(exc) or type(exc).__name__
-
-
 def lookup(resolver: dns.resolver.Resolver, name: str, rdtype: str, timeout_s: float) -> Lookup:
     """The `rdtype` records at `name` (absolute), the whole lookup bounded by `timeout_s`.
 
@@ -134,7 +119,7 @@ def lookup(resolver: dns.resolver.Resolver, name: str, rdtype: str, timeout_s: f
         responses = exc.kwargs.get("responses", {})
         return Lookup((), _negative_ttl(next(iter(responses.values()), None)))
     except (dns.exception.DNSException, OSError, ValueError) as exc:
-        return Lookup(None, error=_failure_text(exc, timeout_s))
+        return Lookup(None, error=failure_reason(exc, timeout_s))
     if answer.rrset is None:
         return Lookup((), _negative_ttl(answer.response))
     ttl = int(answer.chaining_result.minimum_ttl)
@@ -390,42 +375,89 @@ def _generic_finding(answers: PtrAnswers, helo: str) -> Finding | None:
 
 
 def _helo_finding(answers: PtrAnswers, helo: str) -> Finding:
+    """helo.<ip>: the HELO name is fully qualified, resolves to the IP and is its PTR name.
+
+    Receivers compare all three (Spamhaus, rspamd hfilter, SpamAssassin's HELO
+    rules); anything less is an advisory warning with the fix.
+    """
     ip, fid, ttl = answers.ip, f"helo.{answers.ip}", answers.ttl_s
     names = _ptr_names(answers)
     ptr_name = _confirmed_name(answers) or (names[0] if names else "")
+    if not helo:
+        target = ptr_name or "the PTR name of " + str(ip)
+        return Finding(
+            fid,
+            Status.WARN,
+            "the HELO name is unknown",
+            f"Set [host] helo_name (and Postfix smtp_helo_name) to {target}",
+            None,
+            ttl,
+        )
+    if not _is_fqdn(helo):
+        return Finding(
+            fid,
+            Status.WARN,
+            f"HELO {helo} is not a fully-qualified domain name (RFC 5321 §4.1.1.1): many "
+            "receivers reject it",
+            f"Set Postfix smtp_helo_name to {ptr_name or 'a name with an A record to ' + str(ip)}",
+            None,
+            ttl,
+        )
+    return _helo_named(answers, helo, ptr_name)
+
+
+def _helo_resolves(answers: PtrAnswers, helo: str) -> bool:
+    # Its own lookup, or the PTR round's lookup of the same name when it is a PTR name.
+    forward = _forward_of(answers).get(helo)
+    return _resolves_to(answers.helo_addresses, answers.ip) or _resolves_to(forward, answers.ip)
+
+
+def _helo_named(answers: PtrAnswers, helo: str, ptr_name: str) -> Finding:
+    ip, fid, ttl = answers.ip, f"helo.{answers.ip}", answers.ttl_s
+    names, record = _ptr_names(answers), _address_type(ip)
+    set_helo = "Set Postfix smtp_helo_name (and [host] helo_name, if set) to"
 
     def warn(summary: str, fix: str) -> Finding:
         return Finding(fid, Status.WARN, summary, fix, None, ttl)
 
-    if not helo:
-        target = ptr_name or "the PTR name of " + str(ip)
+    if _helo_resolves(answers, helo):
+        if helo in names:
+            summary = f"HELO {helo} is the PTR name of {ip} and resolves to it"
+            return Finding(fid, Status.OK, summary, ttl_s=ttl)
+        if ptr_name:
+            return warn(
+                f"PTR names {ptr_name}, HELO says {helo}: it resolves to {ip} but is not the "
+                "PTR name, and receivers compare the two",
+                f"{set_helo} {ptr_name} (the PTR name), or have the PTR of {ip} changed to {helo}",
+            )
         return warn(
-            "the HELO name is unknown",
-            f"Set [host] helo_name (and Postfix smtp_helo_name) to {target}",
+            f"HELO {helo} resolves to {ip}, but {ip} has no PTR to match it",
+            f"Ask the provider of {ip} for a PTR naming {helo}",
         )
-    if not _is_fqdn(helo):
-        return warn(
-            f"HELO {helo} is not a fully-qualified domain name (RFC 5321 §4.1.1.1): many "
-            "receivers reject it",
-            f"Set Postfix smtp_helo_name to {ptr_name or 'a name with an A record to ' + str(ip)}",
-        )
-    if helo in names:
-        return Finding(fid, Status.OK, f"HELO {helo} is the PTR name of {ip}", ttl_s=ttl)
-    if _resolves_to(answers.helo_addresses, ip):
-        return Finding(fid, Status.OK, f"HELO {helo} resolves to {ip}", ttl_s=ttl)
     looked_up = (
         "its lookup failed" if answers.helo_addresses is None else f"it does not resolve to {ip}"
     )
+    if helo in names and answers.helo_addresses is None:
+        return warn(
+            f"HELO {helo} is the PTR name of {ip}, but whether it resolves to {ip} is unknown: "
+            "its lookup failed",
+            "Check that the [dns] nameservers answer; it is asked again at the next refresh",
+        )
+    if helo in names:
+        return warn(
+            f"HELO {helo} is the PTR name of {ip}, but {looked_up}",
+            f"Give {helo} an {record} record to {ip}",
+        )
     if ptr_name:
         return warn(
             f"PTR names {ptr_name}, HELO says {helo} ({looked_up})",
-            f"Set Postfix smtp_helo_name = {ptr_name} (the PTR name), or the reverse: have the "
-            f"PTR of {ip} changed to {helo} with an {_address_type(ip)} record back to {ip}",
+            f"{set_helo} {ptr_name} (the PTR name), or the reverse: have the PTR of {ip} "
+            f"changed to {helo} with an {record} record back to {ip}",
         )
     return warn(
         f"HELO says {helo}, {ip} has no PTR to compare with, and {looked_up}",
-        f"Give {helo} an {_address_type(ip)} record to {ip} and ask the provider of {ip} for "
-        f"a PTR naming {helo}",
+        f"Give {helo} an {record} record to {ip} and ask the provider of {ip} for a PTR naming "
+        f"{helo}",
     )
 
 

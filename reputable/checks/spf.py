@@ -159,7 +159,9 @@ class _RoutedQuery(spf.query):
                 f"DNS: no answer for {qtype} {name} within {self._timeout_s:g} s"
             ) from None
         except dns.exception.DNSException as exc:
-            raise spf.TempError(f"DNS: {qtype} {name}: {exc}") from None
+            raise spf.TempError(
+                f"DNS: {qtype} {name}: {failure_reason(exc, self._timeout_s)}"
+            ) from None
         if answer.rrset is None:
             return []
         ttl = answer.chaining_result.minimum_ttl

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
-from reputable.config import Config
-from reputable.errors import EX_USAGE, ConfigError, Problem
-from reputable.keys.lifecycle import selector_for
+from reputable.config import DEFAULT_PATH, Config, is_mail_domain
+from reputable.errors import EX_CONFIG, EX_USAGE, ConfigError, Problem
+from reputable.keys.keyring import NotSigning, not_signing
+from reputable.keys.lifecycle import rotate_hint, selector_for
 from reputable.keys.metadata import KeyMetadata, KeyState
 from reputable.keys.record import record_name, record_value, split_strings, zone_file_line
 from reputable.keys.selector import is_valid_selector
@@ -21,7 +23,7 @@ from reputable.keys.store import (
     taken_selectors,
     write_key,
 )
-from reputable.runtime import signing_domains
+from reputable.runtime import no_domain, signing_domains
 from reputable.signing.algorithm import Algorithm
 from reputable.signing.signature import SigningKey
 
@@ -35,9 +37,48 @@ def _existing(config: Config, domain: str) -> list[StoredKey]:
     return [k for k in read_sound_store(config.signing.keys) if k.key.domain == domain]
 
 
-def domain_or_default(config: Config, domain: str | None) -> str:
-    """The domain named on the command line (already checked by it), else the first signing domain."""
-    return domain or signing_domains(config)[0]
+def domain_or_default(config: Config, domain: str | None, command: str, err: TextIO) -> str | None:
+    """The domain named on the command line, else the first signing domain.
+
+    None, said on `err`, when that is no mail domain (localhost, a host's short
+    name): no key is ever made for one.
+    """
+    if domain is not None:
+        if is_mail_domain(domain):
+            return domain
+        print(
+            f"reputable keys {command}: {domain} is not a mail domain: "
+            "name the domain your mail is sent from, e.g. example.com",
+            file=err,
+        )
+        return None
+    domains = signing_domains(config)
+    if domains:
+        return domains[0]
+    missing = no_domain(config)
+    print(
+        f"reputable keys {command}: {missing.detail}: no key made. To make one, {missing.fix}; "
+        f"or name the domain: reputable keys {command} example.com",
+        file=err,
+    )
+    return None
+
+
+def signing_notes(config: Config, domain: str, algorithm: Algorithm) -> list[NotSigning]:
+    """Why an active key of this domain and algorithm would not sign (empty: it signs)."""
+    return not_signing(domain, algorithm, signing_domains(config), config.signing.algorithms)
+
+
+def print_not_signing(config: Config, notes: Sequence[NotSigning], out: TextIO) -> None:
+    """The [signing] lines that make a key sign, and how the milter learns of them."""
+    settings = [n.setting for n in notes if n.setting]
+    if not settings:
+        return
+    where = config.source if not config.source.startswith("<") else str(DEFAULT_PATH)
+    print(f"To sign with it, set in the [signing] section of {where}:", file=out)
+    for setting in settings:
+        print(f"    {setting}", file=out)
+    print("then reload reputable (`systemctl reload reputable`, or restart the milter).", file=out)
 
 
 def bits_allowed(algorithm: Algorithm, bits: int, command: str, err: TextIO) -> bool:
@@ -79,10 +120,15 @@ def new_command(
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
-    domain = domain_or_default(config, domain_arg)
     algorithm = ALGORITHMS[algorithm_name]
     if not bits_allowed(algorithm, bits, "new", err):
         return EX_USAGE
+    domain = domain_or_default(config, domain_arg, "new", err)
+    if domain is None:
+        if domain_arg is not None:
+            return EX_USAGE
+        # `make run` goes on to start the milter, which then runs without signing.
+        return 0 if if_missing else EX_CONFIG
     existing = _existing(config, domain)
     if if_missing:
         active = [
@@ -100,7 +146,7 @@ def new_command(
     if active:
         print(
             f"reputable keys new: {domain} has an active {algorithm.value} key ({active[-1].key.selector}); "
-            f"replace it safely with `reputable keys rotate {domain}`",
+            f"replace it safely with `{rotate_hint(domain, algorithm)}`",
             file=err,
         )
         return EX_CANTCREAT
@@ -134,7 +180,13 @@ def new_command(
             f"warning: {bits}-bit RSA keys are weak and some receivers ignore them; use 2048",
             file=err,
         )
-    print(f"Created {path} (mode 0600); it signs {domain} mail from now on.", file=out)
+    notes = signing_notes(config, domain, algorithm)
+    if notes:
+        why = "; ".join(n.reason for n in notes)
+        print(f"Created {path} (mode 0600), active, but it does not sign: {why}.", file=out)
+        print_not_signing(config, notes, out)
+    else:
+        print(f"Created {path} (mode 0600); it signs {domain} mail from now on.", file=out)
     print_record(StoredKey(SigningKey(domain, selector, algorithm, private_key), meta, path), out)
     print(
         "Publish this record in the domain's DNS: receivers cannot verify signatures before then.",
@@ -145,6 +197,10 @@ def new_command(
 
 def dns_command(config: Config, domain_arg: str | None, out: TextIO = sys.stdout) -> int:
     domains = [domain_arg] if domain_arg else list(signing_domains(config))
+    if not domains:
+        missing = no_domain(config)
+        print(f"{missing.detail}: no keys to show; {missing.fix}", file=out)
+        return 1
     found = False
     for domain in domains:
         for stored in _existing(config, domain):

@@ -32,7 +32,7 @@ import dns.resolver
 from reputable.config import Nameserver
 from reputable.errors import ReputableError
 from reputable.keys.record import record_name
-from reputable.resolver import EDNS_PAYLOAD
+from reputable.resolver import EDNS_PAYLOAD, failure_reason
 
 
 class DnsStatus(StrEnum):
@@ -51,6 +51,8 @@ class RecordCheck:
     detail: str  # one line a mail admin can act on
     testing: bool = False  # the matching record carries t=y (RFC 6376 §3.6.1): warn
     servers: tuple[str, ...] = ()  # the servers asked, "name (ip:port)" or "ip:port"
+    # False when the zone's name servers could not even be found through [dns] nameservers
+    servers_found: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,11 +295,14 @@ def _ns_addresses(
     try:
         zone = dns.resolver.zone_for_name(name, resolver=resolver)
     except dns.exception.DNSException as exc:
-        raise DnsLookupError(f"cannot find the zone of {name}: {exc}") from None
+        raise DnsLookupError(
+            f"cannot find the zone of {name}: {failure_reason(exc, resolver.lifetime)}"
+        ) from None
     try:
         answer = resolver.resolve(zone, dns.rdatatype.NS)
     except dns.exception.DNSException as exc:
-        raise DnsLookupError(f"cannot look up the NS records of {zone}: {exc}") from None
+        reason = failure_reason(exc, resolver.lifetime)
+        raise DnsLookupError(f"cannot look up the NS records of {zone}: {reason}") from None
     hosts = sorted(
         {
             rd.target.to_text(omit_final_dot=True)
@@ -315,7 +320,8 @@ def _ns_addresses(
             except dns.resolver.NXDOMAIN:
                 break  # an NS name that does not exist: nobody can ask it
             except dns.exception.DNSException as exc:
-                errors.append(f"cannot look up its {dns.rdatatype.to_text(rdtype)}: {exc}")
+                reason = failure_reason(exc, resolver.lifetime)
+                errors.append(f"cannot look up its {dns.rdatatype.to_text(rdtype)}: {reason}")
                 continue
             addresses.extend(Nameserver(rd.to_text()) for rd in result)
         found.append((host, addresses, "; ".join(errors) if not addresses else ""))
@@ -367,7 +373,8 @@ def _txt_records(
         except dns.resolver.NXDOMAIN:
             return ()
         except dns.exception.DNSException as exc:
-            return f"gave a CNAME to {name}, which could not be looked up: {exc}"
+            reason = failure_reason(exc, resolver.lifetime)
+            return f"gave a CNAME to {name}, which could not be looked up: {reason}"
         return tuple(
             b"".join(rd.strings) for rd in result if isinstance(rd, dns.rdtypes.ANY.TXT.TXT)
         )
@@ -401,7 +408,8 @@ def _ask(
         reason = f"cannot reach it: {exc.strerror or exc}"
         return ServerAnswer(target.label, None, reason), exc.errno in _UNREACHABLE_HERE
     except dns.exception.DNSException as exc:
-        return ServerAnswer(target.label, None, f"sent a bad answer: {exc}"), False
+        reason = f"sent a bad answer: {failure_reason(exc, timeout_s)}"
+        return ServerAnswer(target.label, None, reason), False
     except ValueError:
         return ServerAnswer(target.label, None, f"{host} is not an IP address"), False
     found = _txt_records(response, qname, resolver)
@@ -448,11 +456,11 @@ def check_key_record(
     try:
         qname = dns.name.from_text(name)
     except dns.exception.DNSException as exc:
-        return RecordCheck(DnsStatus.ERROR, f"{name} is not a DNS name: {exc}")
+        return RecordCheck(DnsStatus.ERROR, f"{name}: {failure_reason(exc)}")
     try:
         targets, answers = _targets(name, resolver, verify_nameservers)
     except DnsLookupError as exc:
-        return RecordCheck(DnsStatus.ERROR, str(exc))
+        return RecordCheck(DnsStatus.ERROR, str(exc), servers_found=False)
     if not targets:
         return interpret_key_records(answers, expected_value)
     with ThreadPoolExecutor(max_workers=min(len(targets), 8)) as pool:

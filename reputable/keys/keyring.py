@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from reputable.config import is_mail_domain
 from reputable.keys.metadata import KeyState
 from reputable.keys.store import StoredKey
 from reputable.signing.algorithm import Algorithm
@@ -55,3 +56,40 @@ def missing_algorithms(
         present = {k.algorithm for k in keyring.keys_for(domain)}
         missing.extend((domain, a) for a in algorithms if a not in present)
     return missing
+
+
+@dataclass(frozen=True, slots=True)
+class NotSigning:
+    """Why an active key would not sign, and the `[signing]` line that would make it ("" if none)."""
+
+    reason: str
+    setting: str
+
+
+def _toml_list(values: Sequence[str]) -> str:
+    return "[" + ", ".join(f'"{v}"' for v in values) + "]"
+
+
+def not_signing(
+    domain: str, algorithm: Algorithm, domains: Sequence[str], algorithms: Sequence[Algorithm]
+) -> list[NotSigning]:
+    """Empty when an active key of this domain and algorithm signs (as `build_keyring` chooses)."""
+    if not is_mail_domain(domain):
+        return [NotSigning(f"{domain} is not a mail domain: nothing is signed for it", "")]
+    found: list[NotSigning] = []
+    if domain not in domains:
+        found.append(
+            NotSigning(
+                f"{domain} is not in [signing] domains",
+                "domains = " + _toml_list([*domains, domain]),
+            )
+        )
+    if algorithm not in algorithms:
+        names = [a.value for a in (*algorithms, algorithm)]
+        found.append(
+            NotSigning(
+                f"{algorithm.value} is not in [signing] algorithms",
+                "algorithms = " + _toml_list(names),
+            )
+        )
+    return found

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from reputable.keys.dnscheck import DnsStatus, RecordCheck
+from reputable.keys.keyring import NotSigning
 from reputable.keys.metadata import KeyMetadata, KeyState
 from reputable.keys.store import StoredKey
 from reputable.signing.algorithm import Algorithm
@@ -69,6 +70,12 @@ def plan_rotation(keys: Sequence[StoredKey], domain: str, algorithm: Algorithm) 
     return None
 
 
+def rotate_hint(domain: str, algorithm: Algorithm) -> str:
+    """The command that replaces a domain's key of this algorithm."""
+    option = " --algorithm ed25519" if algorithm is Algorithm.ED25519_SHA256 else ""
+    return f"reputable keys rotate {domain}{option}"
+
+
 def same_slot(stored: StoredKey, domain: str, algorithm: Algorithm) -> bool:
     return stored.key.domain == domain and stored.key.algorithm is algorithm
 
@@ -83,6 +90,8 @@ def plan_activation(
     """
     if target.meta.state is not KeyState.PENDING:
         return Refusal(f"{describe(target)} is {target.meta.state.value}, not pending")
+    if check.status is DnsStatus.ERROR:
+        return Refusal(f"{describe(target)} stays pending: {unchecked_step(check)}")
     if check.status is not DnsStatus.MATCHING:
         return Refusal(
             f"{describe(target)} stays pending: its DNS record is {check.status.value}: {check.detail}"
@@ -136,7 +145,8 @@ def plan_retirement(
         if len(others) < 2 and not force:
             return Refusal(
                 f"{describe(target)} is the key that signs {target.key.domain} mail: rotate first "
-                f"(`reputable keys rotate {target.key.domain}`), or use --force to stop signing with it"
+                f"(`{rotate_hint(target.key.domain, target.key.algorithm)}`), "
+                "or use --force to stop signing with it"
             )
     ends = grace_ends(target, policy)
     if state is KeyState.RETIRING and ends is not None and now < ends and not force:
@@ -147,8 +157,17 @@ def plan_retirement(
     return Change(target, target.meta.entering(KeyState.RETIRED, now))
 
 
-def next_step(stored: StoredKey, check: RecordCheck, now: datetime, policy: Policy) -> str:
-    """What the admin should do next about this key (the `keys list` column)."""
+def next_step(
+    stored: StoredKey,
+    check: RecordCheck,
+    now: datetime,
+    policy: Policy,
+    unsigned: Sequence[NotSigning] = (),
+) -> str:
+    """What the admin should do next about this key (the `keys list` column).
+
+    `unsigned`: why the key would not sign if active (`keyring.not_signing`).
+    """
     state = stored.meta.state
     domain, selector = stored.key.domain, stored.key.selector
     if state is KeyState.PENDING:
@@ -158,10 +177,17 @@ def next_step(stored: StoredKey, check: RecordCheck, now: datetime, policy: Poli
             return f"the published record is not this key: fix it ({check.detail})"
         if check.status is DnsStatus.NOT_CHECKED:
             return f"publish its record (`reputable keys dns {domain}`), then `reputable keys activate {domain}`"
+        if check.status is DnsStatus.ERROR:
+            return f"{unchecked_step(check)}; then `reputable keys activate {domain}`"
         return f"publish its record (`reputable keys dns {domain}`); it activates once the record is seen"
     if state is KeyState.ACTIVE:
+        if unsigned:
+            return "not signing: " + "; ".join(
+                n.reason + (f" (to sign with it, set {n.setting})" if n.setting else "")
+                for n in unsigned
+            )
         if now - stored.meta.created > policy.max_age:
-            return f"older than the maximum age: `reputable keys rotate {domain}`"
+            return f"older than the maximum age: `{rotate_hint(domain, stored.key.algorithm)}`"
         return "signing"
     if state is KeyState.RETIRING:
         ends = grace_ends(stored, policy)
@@ -175,7 +201,13 @@ def next_step(stored: StoredKey, check: RecordCheck, now: datetime, policy: Poli
     return "none: remove its DNS record if it is still published"
 
 
-def warnings(stored: StoredKey, check: RecordCheck, now: datetime, policy: Policy) -> list[str]:
+def warnings(
+    stored: StoredKey,
+    check: RecordCheck,
+    now: datetime,
+    policy: Policy,
+    unsigned: Sequence[NotSigning] = (),
+) -> list[str]:
     found: list[str] = []
     if stored.key.algorithm is Algorithm.RSA_SHA256 and stored.meta.bits < MIN_GOOD_RSA_BITS:
         found.append(
@@ -191,13 +223,29 @@ def warnings(stored: StoredKey, check: RecordCheck, now: datetime, policy: Polic
         found.append(
             f"the key is {age} days old, more than the maximum of {policy.max_age.days}: rotate it"
         )
-    if stored.meta.state is KeyState.ACTIVE and check.status is DnsStatus.MISMATCH:
+    signing = stored.meta.state is KeyState.ACTIVE and not unsigned
+    if signing and check.status is DnsStatus.MISMATCH:
         found.append(
             f"signing, but its record shows another key: every signature fails ({check.detail})"
         )
-    if stored.meta.state is KeyState.ACTIVE and check.status is DnsStatus.MISSING:
+    if signing and check.status is DnsStatus.MISSING:
         found.append("signing, but its record is missing: every signature fails")
+    if signing and check.status is DnsStatus.ERROR:
+        found.append(f"signing, but its record could not be checked: {unchecked_step(check)}")
     return found
+
+
+def unchecked_step(check: RecordCheck) -> str:
+    """Why a record could not be checked (DnsStatus.ERROR), and where to look: never "publish it"."""
+    if not check.servers_found:
+        return (
+            f"could not find the domain's name servers ({check.detail}): check [dns] "
+            "nameservers or the network, or list them in [keys] verify_nameservers"
+        )
+    return (
+        f"could not reach the domain's name servers ({check.detail}): check [keys] "
+        "verify_nameservers or the network"
+    )
 
 
 def describe(stored: StoredKey) -> str:

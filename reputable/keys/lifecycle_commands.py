@@ -16,10 +16,18 @@ from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
 from reputable.config import Config
-from reputable.errors import EX_USAGE, ConfigError, Problem
-from reputable.keys.commands import ALGORITHMS, bits_allowed, domain_or_default, print_record
+from reputable.errors import EX_CONFIG, EX_USAGE, ConfigError, Problem
+from reputable.keys.commands import (
+    ALGORITHMS,
+    bits_allowed,
+    domain_or_default,
+    print_not_signing,
+    print_record,
+    signing_notes,
+)
 from reputable.keys.dnscheck import DnsStatus, RecordCheck, check_key_record
 from reputable.keys.files import write_atomic
+from reputable.keys.keyring import not_signing
 from reputable.keys.lifecycle import (
     Change,
     Policy,
@@ -36,12 +44,13 @@ from reputable.keys.lifecycle import (
 )
 from reputable.keys.locking import store_lock
 from reputable.keys.metadata import KeyMetadata, KeyState, dump_metadata, format_time
-from reputable.keys.publish import load_tsig_key, publish_txt, remove_txt
+from reputable.keys.publish import TsigKey, load_tsig_key, publish_txt, remove_txt
 from reputable.keys.record import record_name, record_value, split_strings
 from reputable.keys.store import (
     StoredKey,
     bits_of,
     generate_private_key,
+    key_path,
     metadata_path,
     read_sound_store,
     taken_selectors,
@@ -49,6 +58,7 @@ from reputable.keys.store import (
 )
 from reputable.log import Field, emit, logger
 from reputable.resolver import build_resolver
+from reputable.runtime import signing_domains
 from reputable.signing.signature import SigningKey
 
 EX_FAILED = 1
@@ -99,11 +109,15 @@ def rotate_command(
     bits: int,
     publish: bool,
     out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
 ) -> int:
-    domain = domain_or_default(config, domain_arg)
     algorithm = ALGORITHMS[algorithm_name]
     if not bits_allowed(algorithm, bits, "rotate", out):
         return EX_USAGE
+    domain = domain_or_default(config, domain_arg, "rotate", err)
+    if domain is None:
+        return EX_USAGE if domain_arg is not None else EX_CONFIG
+    tsig = publish_settings(config) if publish else None  # refused before anything is written
     now = datetime.now(UTC)
     root = config.signing.keys
     with store_lock(root):
@@ -118,12 +132,14 @@ def rotate_command(
         )
         private_key = generate_private_key(algorithm, bits)
         meta = KeyMetadata(algorithm, bits_of(private_key), now, KeyState.PENDING, now)
-        path = write_key(root, domain, selector, private_key, meta)
-    stored = StoredKey(SigningKey(domain, selector, algorithm, private_key), meta, path)
+        path = key_path(root, domain, selector)
+        stored = StoredKey(SigningKey(domain, selector, algorithm, private_key), meta, path)
+        # The record first: if the update fails, no key is made and the command can be rerun.
+        zone = publish_record(config, stored, tsig) if tsig is not None else None
+        write_key(root, domain, selector, private_key, meta)
     print(f"Created pending key {path}; it does not sign until its DNS record is seen.", file=out)
     print_record(stored, out)
-    if publish:
-        zone = publish_record(config, stored)
+    if zone is not None:
         print(
             f"Published {record_name(selector, domain)} TXT in zone {zone} by RFC 2136 update.",
             file=out,
@@ -135,7 +151,7 @@ def rotate_command(
         and k.key.algorithm is algorithm
         and k.meta.state is KeyState.ACTIVE
     ]
-    print_next_steps(config, stored, current, publish, out)
+    print_next_steps(config, stored, current, tsig is not None, out)
     return 0
 
 
@@ -144,15 +160,24 @@ def print_next_steps(
 ) -> None:
     domain = new.key.domain
     interval = config.keys.check_interval_s
+    notes = signing_notes(config, domain, new.key.algorithm)
     print("Next:", file=out)
     if not published:
         print(f"  1. publish the record above in the DNS of {domain};", file=out)
+    starts = (
+        f"activates {new.key.selector}, which does not sign: {'; '.join(n.reason for n in notes)},"
+        if notes
+        else f"starts signing with {new.key.selector}"
+    )
     print(
         f"  {'2' if not published else '1'}. the milter checks the domain's name servers every {interval // 60 or 1} min "
-        f"and starts signing with {new.key.selector} once they all serve this record "
+        f"and {starts} once they all serve this record "
         f"(or run `reputable keys activate {domain}` yourself);",
         file=out,
     )
+    if notes:
+        print_not_signing(config, notes, out)
+        return
     for old in current:
         days = config.keys.grace_s // 86400
         print(
@@ -162,13 +187,26 @@ def print_next_steps(
         )
 
 
-def update_record(config: Config, stored: StoredKey, strings: Sequence[str] | None) -> str:
-    """Replace the key's TXT record with `strings` (None: remove it) by RFC 2136; the zone used."""
+def publish_settings(config: Config) -> TsigKey:
+    """What --publish needs ([keys.publish] and a readable TSIG key), or ConfigError.
+
+    Called before a command changes anything, so that a missing setting stops it
+    with nothing done.
+    """
     publish = config.keys.publish
     if publish.server is None or publish.tsig_key_file is None:
         allowed = "a primary server and a tsig_key_file, to use --publish"
-        raise ConfigError([Problem(config.source, "keys.publish.server", '""', allowed)])
-    tsig = load_tsig_key(publish.tsig_key_file)
+        missing = "server" if publish.server is None else "tsig_key_file"
+        raise ConfigError([Problem(config.source, f"keys.publish.{missing}", '""', allowed)])
+    return load_tsig_key(publish.tsig_key_file)
+
+
+def update_record(
+    config: Config, stored: StoredKey, strings: Sequence[str] | None, tsig: TsigKey
+) -> str:
+    """Replace the key's TXT record with `strings` (None: remove it) by RFC 2136; the zone used."""
+    publish = config.keys.publish
+    assert publish.server is not None  # publish_settings has checked
     name = record_name(stored.key.selector, stored.key.domain)
     resolver = build_resolver(config.dns)
     timeout = max(config.dns.timeout_s, 5.0)
@@ -188,10 +226,10 @@ def update_record(config: Config, stored: StoredKey, strings: Sequence[str] | No
     )
 
 
-def publish_record(config: Config, stored: StoredKey) -> str:
+def publish_record(config: Config, stored: StoredKey, tsig: TsigKey) -> str:
     key = stored.key
     return update_record(
-        config, stored, split_strings(record_value(key.algorithm, key.private_key))
+        config, stored, split_strings(record_value(key.algorithm, key.private_key)), tsig
     )
 
 
@@ -223,7 +261,12 @@ def activate_command(config: Config, domain: str | None, out: TextIO = sys.stdou
         print(f"no pending keys{' for ' + domain if domain else ''}: nothing to activate", file=out)
         return 0
     for stored, refusal in outcomes:
-        if refusal is None:
+        notes = signing_notes(config, stored.key.domain, stored.key.algorithm)
+        if refusal is None and notes:
+            why = "; ".join(n.reason for n in notes)
+            print(f"{describe(stored)}: active, but it does not sign: {why}", file=out)
+            print_not_signing(config, notes, out)
+        elif refusal is None:
             print(
                 f"{describe(stored)}: active; it signs from now on (the milter picks it up at once)",
                 file=out,
@@ -247,6 +290,7 @@ def retire_command(
     out: TextIO = sys.stdout,
 ) -> int:
     now = datetime.now(UTC)
+    tsig = publish_settings(config) if publish else None  # refused before anything changes
     with store_lock(config.signing.keys):
         keys = load_keys(config)
         target = find_key(keys, domain, selector)
@@ -260,10 +304,12 @@ def retire_command(
         if isinstance(plan, Refusal):
             print(f"reputable keys retire: {plan.reason}", file=out)
             return EX_FAILED
+        if tsig is not None:
+            # DNS first: if the update fails, the key is not retired and the command can be rerun.
+            withdraw_record(config, target, revoke, tsig)
         apply_changes([Change(target, replace(plan.meta, revoked=revoke))])
     name = record_name(selector, domain)
-    if publish:
-        withdraw_record(config, target, revoke)
+    if tsig is not None:
         print(
             f"{describe(target)}: retired; {name} {'revoked (empty p=)' if revoke else 'removed'} by RFC 2136 update.",
             file=out,
@@ -278,14 +324,15 @@ def retire_command(
     return 0
 
 
-def withdraw_record(config: Config, stored: StoredKey, revoke: bool) -> None:
-    update_record(config, stored, ["v=DKIM1; p="] if revoke else None)
+def withdraw_record(config: Config, stored: StoredKey, revoke: bool, tsig: TsigKey) -> None:
+    update_record(config, stored, ["v=DKIM1; p="] if revoke else None, tsig)
 
 
 def list_rows(
     config: Config, domain: str | None, check_dns: bool, now: datetime
 ) -> list[dict[str, object]]:
     policy = policy_of(config)
+    signed, algorithms = signing_domains(config), config.signing.algorithms
     rows: list[dict[str, object]] = []
     for stored in load_keys(config):
         if domain is not None and stored.key.domain != domain:
@@ -297,6 +344,7 @@ def list_rows(
             else RecordCheck(DnsStatus.NOT_CHECKED, "not checked")
         )
         meta = stored.meta
+        unsigned = not_signing(stored.key.domain, stored.key.algorithm, signed, algorithms)
         rows.append(
             {
                 "domain": stored.key.domain,
@@ -309,8 +357,8 @@ def list_rows(
                 "age_days": (now - meta.created).days,
                 "dns": check.status.value,
                 "dns_detail": check.detail,
-                "next": next_step(stored, check, now, policy),
-                "warnings": warnings(stored, check, now, policy),
+                "next": next_step(stored, check, now, policy, unsigned),
+                "warnings": warnings(stored, check, now, policy, unsigned),
             }
         )
     return rows

@@ -113,7 +113,7 @@ _SIGNALS = [
 
 def _exit_statuses(sources: Sources) -> list[tuple[str, str]]:
     return [
-        ("0", "Success; for check: every check is ok."),
+        ("0", "Success; for check: no check warns or fails (unknown ones aside, see 3)."),
         (
             "1",
             "An error, said on standard error; for check: warnings; for a keys command: a"
@@ -121,9 +121,16 @@ def _exit_statuses(sources: Sources) -> list[tuple[str, str]]:
         ),
         ("2", "check: at least one check failed. Also a command line that cannot be parsed."),
         (
+            "3",
+            "check: could not check: a resolver fails the root test (the dns row says why), so"
+            " the checks that need it are unknown. A check unknown for another reason does not"
+            " change the exit status.",
+        ),
+        (
             str(sources.ex_usage),
             "A keys command used wrongly: a key size or selector not"
-            " allowed, a key that does not exist, import options that do not go together.",
+            " allowed, a key that does not exist, import options that do not go together, a"
+            " domain that is no mail domain (localhost, a single label).",
         ),
         ("65", "sign: standard input is not a mail message; nothing is written."),
         (
@@ -135,7 +142,10 @@ def _exit_statuses(sources: Sources) -> list[tuple[str, str]]:
             str(sources.ex_config),
             "The configuration (or the key store it names) has problems;"
             " each is listed on standard error with the file, key, value and what is allowed."
-            " keys import: nothing to import, or its input cannot be read.",
+            " keys import: nothing to import, or its input cannot be read. keys new and keys"
+            " rotate without a domain, on a host without a mail domain: what to set is said"
+            " (keys new --if-missing then exits 0). --publish without [keys.publish]: nothing"
+            " is changed.",
         ),
         ("141", "The reader of standard output went away (for example `| head`)."),
     ]

@@ -5,6 +5,8 @@
   OpenDKIM's ``Nameservers``).  Shared by the whole session: use distinct
   names per test, or take ``fresh_dns`` which empties it first.
 * ``dns53`` (session): the same server, asserting its port-53 listener.
+* ``nxdomain_dns``, ``silent_dns`` (function): servers of their own that
+  answer NXDOMAIN for every name (the root too), or never answer at all.
 * ``fresh_dns``: the session server with no records, drops or query log.
   It empties the *shared* server, so it wipes records that a module- or
   session-scoped fixture published: do not mix the two in one module.
@@ -64,6 +66,25 @@ def fresh_dns(dns_server: DnsServer) -> DnsServer:
     dns_server.clear()
     dns_server.clear_queries()
     return dns_server
+
+
+@pytest.fixture
+def nxdomain_dns() -> Iterator[DnsServer]:
+    """A server of its own that holds nothing: NXDOMAIN for every name, the DNS root included.
+
+    It stands for a resolver that cannot see the internet's DNS (a captive
+    portal, a lab resolver without root hints).
+    """
+    with DnsServer([("127.0.0.1", 0)]) as server:
+        yield server
+
+
+@pytest.fixture
+def silent_dns() -> Iterator[DnsServer]:
+    """A server of its own that receives every query and never answers (offline DNS)."""
+    with DnsServer([("127.0.0.1", 0)]) as server:
+        server.set_silent()
+        yield server
 
 
 @pytest.fixture

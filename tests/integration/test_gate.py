@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from reputable.config import Config, SigningConfig
 from reputable.keys.commands import new_command
 from reputable.keys.record import record_name, record_value, split_strings
 from reputable.keys.store import read_store
+from reputable.signing.algorithm import Algorithm
 from tests.integration.daemon import MilterDaemon
 from tests.integration.harness.dnsserver import DnsServer
 from tests.integration.harness.postfix import PostfixInstance, SmtpSubmitError
@@ -90,14 +92,20 @@ def world(dns_server: DnsServer, keys_dir: Path) -> Iterator[DnsServer]:
 
 
 def start_gate(
-    world: DnsServer, keys_dir: Path, workdir: Path, sink: SmtpSink, actions: str, mode: str
+    world: DnsServer,
+    keys_dir: Path,
+    workdir: Path,
+    sink: SmtpSink,
+    actions: str,
+    mode: str,
+    dnsbl: str = f'["{ZONE}"]',
 ) -> Gate:
     host, port = world.address
     milter = MilterDaemon(
         workdir, keys_dir, [DOMAIN], world.address, mode=mode, sending_ips=[IP], helo_name=HELO
     )
     milter.extra = (
-        f'[checks]\ndnsbl = ["{ZONE}"]\n'
+        f"[checks]\ndnsbl = {dnsbl}\n"
         f'[keys]\nverify_nameservers = ["{host}:{port}"]\n'
         f"[actions]\n{actions}\n"
     )
@@ -113,8 +121,8 @@ def gate_factory(
 ) -> Iterator[object]:
     started: list[Gate] = []
 
-    def start(actions: str = "", mode: str = "enforce") -> Gate:
-        gate = start_gate(world, keys_dir, tmp_path, smtp_sink, actions, mode)
+    def start(actions: str = "", mode: str = "enforce", dnsbl: str = f'["{ZONE}"]') -> Gate:
+        gate = start_gate(world, keys_dir, tmp_path, smtp_sink, actions, mode, dnsbl)
         started.append(gate)
         return gate
 
@@ -199,12 +207,72 @@ def test_spf_softfail_is_flagged_with_a_header(world: DnsServer, gate_factory: G
     gate = gate_factory()
     message_id, _ = gate.send()
     received = gate.received(message_id)
-    warning = received.header("X-Reputable-Warning") or ""
-    assert f"spf.{DOMAIN}.{IP}" in warning
+    assert received.header("X-Reputable-Warning") == "spf"  # the kind only: no IP, no words
     line = gate.line()
     assert (line["action"], line["spf"]) == ("flag", "softfail")
+    assert line["detail"].startswith(f"spf.{DOMAIN}.{IP}: ")  # the detail stays in our log
     for result in verify_all(received.data, gate.dns).values():
         assert result.passed, result  # the header is added after signing and not signed
+
+
+def test_dmarc_does_not_align_by_a_signature_whose_record_is_another_key(
+    world: DnsServer, gate_factory: GateFactory
+) -> None:
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    world.set_txt(
+        record_name("g1", DOMAIN), *split_strings(record_value(Algorithm.RSA_SHA256, other))
+    )
+    world.set_txt(DOMAIN, "v=spf1 ip4:198.51.100.1 -all")
+    # Only DMARC acts here, so that its own verdict is what the line shows.
+    gate = gate_factory('spf_fail = "accept"\ndkim_record = "accept"')
+    message_id, _ = gate.send()
+    gate.received(message_id)
+    line = gate.line()
+    assert (line["spf"], line["action"], line["dmarc"]) == ("fail", "flag", "unaligned")
+    assert f"dmarc.{DOMAIN}" in line["checks"]
+
+
+def warning_lines(received: ReceivedMessage) -> list[bytes]:
+    """The X-Reputable-Warning field as it arrived: its first line and continuation lines."""
+    lines = received.header_bytes.split(b"\r\n")
+    start = next(i for i, x in enumerate(lines) if x.lower().startswith(b"x-reputable-warning:"))
+    end = next(i for i in range(start + 1, len(lines)) if lines[i][:1] not in (b" ", b"\t"))
+    return lines[start:end]
+
+
+def test_the_flag_header_names_only_the_failed_kinds_and_the_log_keeps_the_detail(
+    world: DnsServer, gate_factory: GateFactory
+) -> None:
+    """A listed IP, a PTR lookup that fails, an SPF softfail: each only flags."""
+    list_ip(world)
+    world.set_txt(DOMAIN, "v=spf1 ip4:198.51.100.1 ~all")
+    reverse = "7.113.0.203.in-addr.arpa"
+    world.set_rcode(reverse, "SERVFAIL")
+    try:
+        gate = gate_factory('dnsbl = "flag"\nptr = "flag"\ndns_error = "flag"')
+        message_id, _ = gate.send()
+        received = gate.received(message_id)
+    finally:
+        world.set_rcode(reverse, None)
+    line = gate.line()
+    assert (line["action"], line["ptr"], line["dnsbl"], line["spf"]) == (
+        "flag",
+        "error",
+        "listed",
+        "softfail",
+    )
+    value = received.header("X-Reputable-Warning") or ""
+    assert sorted(kind.strip() for kind in value.split(",")) == ["dnsbl", "ptr", "spf"]
+    raw = warning_lines(received)
+    assert all(len(x) <= 78 for x in raw), raw  # RFC 5322 2.1.1
+    said = b"\r\n".join(raw).decode()
+    for secret in (IP, "127.0.0.2", ZONE, "SERVFAIL", "listed for testing", "fix"):
+        assert secret not in said
+    # What recipients are not told, our log line says.
+    for detail in (f"ptr.{IP}: ", f"dnsbl.{ZONE}.{IP}: ", f"spf.{DOMAIN}.{IP}: ", "127.0.0.2"):
+        assert detail in line["detail"]
+    for result in verify_all(received.data, gate.dns).values():
+        assert result.passed, result
 
 
 def test_monitor_mode_only_logs_what_it_would_do(
@@ -218,6 +286,44 @@ def test_monitor_mode_only_logs_what_it_would_do(
     assert (line["action"], line["would_be"]) == ("accept", "reject")
 
 
+DQS_KEY = "abcdefghijklmnopqrstuvwxyz"
+DQS = f"{DQS_KEY}.zen.dq.spamhaus.net"
+DQS_SHOWN = "<key>.zen.dq.spamhaus.net"  # the key is a secret: never in ids or logs
+MIRROR = "zen.mirror.example.net"  # a local copy of ZEN under a name of its own
+
+
+def test_spamhaus_codes_are_read_on_a_dqs_zone_and_on_a_mirror_given_its_kind(
+    world: DnsServer, gate_factory: GateFactory
+) -> None:
+    dqs, mirror = f"7.113.0.203.{DQS}", f"7.113.0.203.{MIRROR}"
+    world.set_a(dqs, "127.255.255.254")  # an error of the list: never a listing
+    world.set_a(mirror, "127.0.0.11")  # PBL: dynamic/end-user space
+    try:
+        gate = gate_factory(
+            'dnsbl = "reject"',
+            dnsbl=f'["{DQS}", {{ zone = "{MIRROR}", kind = "spamhaus-zen" }}]',
+        )
+        with pytest.raises(SmtpSubmitError) as refused:
+            gate.send()
+    finally:
+        world.remove(dqs)
+        world.remove(mirror)
+    assert refused.value.code == 550
+    assert "dynamic/end-user address space" in refused.value.message
+    assert "Policy Block List" in refused.value.message
+    line = gate.line()
+    assert line["action"] == "reject"
+    assert f"dnsbl.{MIRROR}.{IP}" in line["checks"]
+    assert f"dnsbl.{DQS_SHOWN}.{IP}" in line["checks"]  # logged (dns_error = accept), not acted on
+    errors = [
+        entry
+        for entry in gate.milter.lines()
+        if entry.get("event") == "host_warn" and entry.get("check") == f"dnsbl.{DQS_SHOWN}.{IP}"
+    ]
+    assert errors and "not a listing" in errors[0]["detail"]
+    assert not [entry for entry in gate.milter.lines() if DQS_KEY in str(entry)]
+
+
 def test_public_resolver_answer_is_not_a_listing(
     world: DnsServer, gate_factory: GateFactory
 ) -> None:
@@ -228,3 +334,75 @@ def test_public_resolver_answer_is_not_a_listing(
     line = gate.line()
     assert line["action"] == "accept"
     assert line["dnsbl"] == "error"
+
+
+# --- a resolver that cannot see the internet's DNS (issue 10, item 2) ---
+
+DNSPYTHON_WORDS = ("There is no SOA RR", "The DNS query name does not exist", "All nameservers")
+
+
+def host_events(milter: MilterDaemon) -> list[tuple[str, str]]:
+    return [
+        (entry["event"], entry["check"])
+        for entry in milter.lines()
+        if entry.get("event", "").startswith("host_") and "check" in entry
+    ]
+
+
+def test_a_resolver_that_denies_the_root_makes_the_host_checks_dns_errors(
+    keys_dir: Path, tmp_path: Path, smtp_sink: SmtpSink, nxdomain_dns: DnsServer
+) -> None:
+    milter = MilterDaemon(
+        tmp_path, keys_dir, [DOMAIN], nxdomain_dns.address, sending_ips=[IP], helo_name=HELO
+    )
+    milter.mode = "enforce"
+    # No [keys] verify_nameservers: the key record is found through the resolver too.
+    milter.extra = f'[checks]\ndnsbl = ["{ZONE}"]\nrefresh = "1s"\n[actions]\ndns_error = "flag"\n'
+    milter.start()
+    postfix: PostfixInstance | None = None
+    try:
+        milter.wait_for_event("host_refreshed", count=3)  # the same state, refreshed again
+        postfix = PostfixInstance(smtp_sink.address, milter=milter.postfix_socket).start()
+        gate = Gate(nxdomain_dns, milter, postfix, smtp_sink)
+        message_id, _ = gate.send()
+        received = gate.received(message_id)
+        line = gate.line()
+        # Not "no PTR" and "not listed": nothing that resolver said is known.
+        assert (line["action"], line["ptr"], line["dnsbl"], line["dmarc"], line["spf"]) == (
+            "flag",
+            "error",
+            "error",
+            "error",
+            "temperror",
+        )
+        assert line["checks"].split(",")[0] == "dns"
+        assert received.header("X-Reputable-Warning") is not None
+        assert not [w for w in DNSPYTHON_WORDS if w in line["detail"]], line["detail"]
+        # Said once, with why; the rows resting on it are not logged one by one.
+        assert host_events(milter) == [("host_fail", "dns")]
+        (failed,) = [e for e in milter.lines() if e.get("event") == "host_fail"]
+        assert "says the DNS root does not exist (NXDOMAIN)" in failed["detail"]
+        assert failed["fix"]
+
+        # The resolver sees the root again, and this host's records: said once more.
+        nxdomain_dns.set_ptr(IP, HELO)
+        nxdomain_dns.set_a(HELO, IP)
+        nxdomain_dns.set_txt(DOMAIN, f"v=spf1 ip4:{IP} -all")
+        nxdomain_dns.set_txt(f"_dmarc.{DOMAIN}", "v=DMARC1; p=reject")
+        nxdomain_dns.set_records(".", "NS", ["a.root-servers.test."])
+        milter.wait_for_event("host_ok")
+        assert host_events(milter)[:2] == [("host_fail", "dns"), ("host_ok", "dns")]
+        gate.send()
+        line = gate.line(2)
+        # SPF and DMARC are asked again, not taken from what the resolver said before.
+        assert (line["ptr"], line["dnsbl"], line["spf"], line["dmarc"]) == (
+            "ok",
+            "clean",
+            "pass",
+            "aligned",
+        )
+        assert "dns" not in (line.get("checks") or "").split(",")
+    finally:
+        if postfix is not None:
+            postfix.stop()
+        milter.stop()

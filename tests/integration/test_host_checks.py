@@ -14,6 +14,7 @@ import dns.name
 import dns.resolver
 import pytest
 
+from reputable.checks.blocklists import DnsblKind, DnsblZone
 from reputable.checks.dnsbl import (
     interpret_dnsbl,
     interpret_static_ip,
@@ -41,8 +42,13 @@ def ptr_findings(ip: str, helo: str, resolver: dns.resolver.Resolver) -> dict[st
     return {finding.id.split(".", 1)[0]: finding for finding in found}
 
 
+def named(*zones: str) -> list[DnsblZone]:
+    """Zones whose kind their names say, as plain `[checks] dnsbl` strings are read."""
+    return [DnsblZone.named(zone) for zone in zones]
+
+
 def dnsbl_finding(ip: str, zone: str, resolver: dns.resolver.Resolver) -> Finding:
-    (answer,) = query_dnsbl([ip], [zone], resolver, TIMEOUT)
+    (answer,) = query_dnsbl([ip], [DnsblZone.named(zone)], resolver, TIMEOUT)
     return interpret_dnsbl(answer)
 
 
@@ -73,7 +79,9 @@ def test_no_ptr_fails(records: ScratchRecords, resolver: dns.resolver.Resolver) 
     found = ptr_findings(ip, f"mail11.{HOSTS}", resolver)
     assert (found["ptr"].status, found["ptr"].outcome) == (Status.FAIL, Outcome.PTR)
     assert "no PTR" in found["ptr"].summary
-    assert found["helo"].status is Status.OK  # the HELO name still resolves to the IP
+    # The HELO name still resolves to the IP, but there is no PTR name for it to equal.
+    assert (found["helo"].status, found["helo"].outcome) == (Status.WARN, None)
+    assert "no PTR" in found["helo"].summary
 
 
 def test_ptr_not_forward_confirmed_fails(
@@ -99,6 +107,21 @@ def test_ptr_not_matching_helo_warns(
     assert (found["helo"].status, found["helo"].outcome) == (Status.WARN, None)
     assert name in found["helo"].summary and helo in found["helo"].summary
     assert "smtp_helo_name" in found["helo"].fix
+
+
+def test_helo_resolving_to_the_ip_but_not_the_ptr_name_warns(
+    records: ScratchRecords, resolver: dns.resolver.Resolver
+) -> None:
+    ip, name, helo = "203.0.113.15", f"mail15.{HOSTS}", f"smtp15.{HOSTS}"
+    records.ptr(ip, name)
+    records.a(name, ip)
+    records.a(helo, ip)  # resolves to the sending IP: not enough, it must be the PTR name
+    found = ptr_findings(ip, helo, resolver)
+    assert found["ptr"].status is Status.OK
+    assert (found["helo"].status, found["helo"].outcome) == (Status.WARN, None)
+    assert f"resolves to {ip} but is not the PTR name" in found["helo"].summary
+    assert f"smtp_helo_name (and [host] helo_name, if set) to {name}" in found["helo"].fix
+    assert f"the PTR of {ip} changed to {helo}" in found["helo"].fix
 
 
 def test_generic_ptr_warns(records: ScratchRecords, resolver: dns.resolver.Resolver) -> None:
@@ -147,13 +170,13 @@ def test_listed_with_a_txt_reason_fails(
     reason = f"Listed: see https://{ZONE}/lookup?ip={ip}"
     records.a(name, "127.0.0.2")
     records.txt(name, reason)
-    (answer,) = query_dnsbl([ip], [ZONE], resolver, TIMEOUT)
+    (answer,) = query_dnsbl([ip], named(ZONE), resolver, TIMEOUT)
     assert answer.addresses == ("127.0.0.2",) and answer.txt == (reason,)
     finding = interpret_dnsbl(answer)
     assert (finding.status, finding.outcome) == (Status.FAIL, Outcome.DNSBL)
     assert ip in finding.summary and ZONE in finding.summary and reason in finding.summary
     clean = query_name("203.0.113.10", ZONE)
-    query_dnsbl(["203.0.113.10"], [ZONE], resolver, TIMEOUT)
+    query_dnsbl(["203.0.113.10"], named(ZONE), resolver, TIMEOUT)
     assert dns_server.query_count(clean, "TXT") == 0  # TXT is asked only when listed
 
 
@@ -165,8 +188,8 @@ def test_public_resolver_code_is_an_error_not_a_listing(
     finding = dnsbl_finding(ip, ZEN, resolver)
     assert (finding.status, finding.outcome) == (Status.WARN, Outcome.DNS_ERROR)
     assert "dnsbl_nameservers" in finding.fix
-    static = interpret_static_ip(ip, query_dnsbl([ip], [ZEN], resolver, TIMEOUT))
-    assert (static.status, static.outcome) == (Status.WARN, None)
+    static = interpret_static_ip(ip, query_dnsbl([ip], named(ZEN), resolver, TIMEOUT))
+    assert (static.status, static.outcome) == (Status.UNKNOWN, None)  # the dnsbl row says why
 
 
 def test_pbl_code_on_zen_means_no_static_ip(
@@ -174,7 +197,7 @@ def test_pbl_code_on_zen_means_no_static_ip(
 ) -> None:
     ip = "203.0.113.17"
     records.a(query_name(ip, ZEN), "127.0.0.10")
-    answers = query_dnsbl([ip], [ZEN, ZONE], resolver, TIMEOUT)
+    answers = query_dnsbl([ip], named(ZEN, ZONE), resolver, TIMEOUT)
     zen, other = (interpret_dnsbl(answer) for answer in answers)
     assert (zen.id, zen.status, zen.outcome) == (f"dnsbl.{ZEN}.{ip}", Status.FAIL, Outcome.DNSBL)
     assert "static IP" in zen.summary
@@ -183,12 +206,53 @@ def test_pbl_code_on_zen_means_no_static_ip(
     assert (static.id, static.status, static.outcome) == (f"static_ip.{ip}", Status.FAIL, None)
 
 
+DQS = "abcdefghijklmnopqrstuvwxyz.zen.dq.spamhaus.net"  # <key>.zen.dq.spamhaus.net
+
+
+def test_a_dqs_zone_is_read_as_spamhaus_zen_by_its_name(
+    records: ScratchRecords, resolver: dns.resolver.Resolver
+) -> None:
+    pbl_ip, error_ip = "203.0.113.26", "203.0.113.27"
+    records.a(query_name(pbl_ip, DQS), "127.0.0.11")
+    records.a(query_name(error_ip, DQS), "127.255.255.254")
+    (zone,) = named(DQS)
+    assert zone.kind is DnsblKind.SPAMHAUS_ZEN
+    pbl, error = query_dnsbl([pbl_ip, error_ip], [zone], resolver, TIMEOUT)
+
+    listed = interpret_dnsbl(pbl)
+    assert (listed.status, listed.outcome) == (Status.FAIL, Outcome.DNSBL)
+    assert "127.0.0.11 PBL Spamhaus-maintained" in listed.summary
+    assert "dynamic/end-user address space" in listed.summary
+    static = interpret_static_ip(pbl_ip, [pbl])
+    assert (static.status, static.outcome) == (Status.FAIL, None)
+
+    failed = interpret_dnsbl(error)
+    assert (failed.status, failed.outcome) == (Status.WARN, Outcome.DNS_ERROR)
+    assert f"answered 127.255.255.254 for {error_ip}: an error code" in failed.summary
+    assert "not a listing" in failed.summary
+    assert interpret_static_ip(error_ip, [error]).status is not Status.OK
+
+
+def test_a_mirror_under_any_name_is_read_by_the_kind_it_is_given(
+    records: ScratchRecords, resolver: dns.resolver.Resolver
+) -> None:
+    ip, mirror = "203.0.113.28", f"zen.mirror.{HOSTS}"
+    records.a(query_name(ip, mirror), "127.0.0.10")
+    (as_named,) = query_dnsbl([ip], named(mirror), resolver, TIMEOUT)
+    (as_zen,) = query_dnsbl([ip], [DnsblZone(mirror, DnsblKind.SPAMHAUS_ZEN)], resolver, TIMEOUT)
+    # By its name alone it is some list that lists the IP; as ZEN, 127.0.0.10 is the PBL.
+    assert "Policy Block List" not in interpret_dnsbl(as_named).summary
+    assert interpret_static_ip(ip, [as_named]).status is not Status.FAIL
+    assert "Policy Block List" in interpret_dnsbl(as_zen).summary
+    assert interpret_static_ip(ip, [as_zen]).status is Status.FAIL
+
+
 def test_refused_query_is_an_error_with_the_resolver_hint(
     records: ScratchRecords, resolver: dns.resolver.Resolver
 ) -> None:
     ip = "203.0.113.18"
     records.rcode(query_name(ip, ZONE), "REFUSED")
-    (answer,) = query_dnsbl([ip], [ZONE], resolver, TIMEOUT)
+    (answer,) = query_dnsbl([ip], named(ZONE), resolver, TIMEOUT)
     assert answer.addresses is None and answer.error == "REFUSED"
     finding = interpret_dnsbl(answer)
     assert (finding.status, finding.outcome) == (Status.WARN, Outcome.DNS_ERROR)
@@ -244,7 +308,9 @@ def test_dropped_forward_query_is_a_dns_error_within_two_timeouts(
     found = ptr_findings(ip, name, resolver)
     elapsed = time.monotonic() - started
     assert (found["ptr"].status, found["ptr"].outcome) == (Status.WARN, Outcome.DNS_ERROR)
-    assert found["helo"].status is Status.OK  # the HELO name is the PTR name
+    # The HELO name is the PTR name, but whether it resolves to the IP is not known.
+    assert (found["helo"].status, found["helo"].outcome) == (Status.WARN, None)
+    assert "its lookup failed" in found["helo"].summary
     assert elapsed < 2 * TIMEOUT + SLACK
 
 
@@ -257,7 +323,7 @@ def test_dropped_dnsbl_queries_time_out_in_parallel(
         for zone in zones:
             records.drop(query_name(ip, zone))
     started = time.monotonic()
-    answers = query_dnsbl(ips, zones, resolver, TIMEOUT)
+    answers = query_dnsbl(ips, named(*zones), resolver, TIMEOUT)
     elapsed = time.monotonic() - started
     assert len(answers) == 6
     for answer in answers:

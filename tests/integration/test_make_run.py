@@ -7,9 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from reputable.log import parse_logfmt
 from tests.integration.daemon import free_port
+from tests.integration.harness.hostname import HOSTS, without_domain
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,10 +34,14 @@ def reputable_command(scratch: Path) -> Path:
     return script
 
 
-def run_demo(config: Path, seconds: float = 20.0) -> str:
+def run_demo(
+    config: Path, seconds: float = 20.0, wrap: Callable[[list[str]], list[str]] = list
+) -> str:
     env = {**os.environ, "REPUTABLE_CONFIG": str(config)}
     process = subprocess.Popen(
-        ["sh", str(ROOT / "packaging" / "demo-run.sh"), str(reputable_command(config.parent))],
+        wrap(
+            ["sh", str(ROOT / "packaging" / "demo-run.sh"), str(reputable_command(config.parent))]
+        ),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -73,3 +82,33 @@ def test_demo_creates_one_key_and_prints_postfix_and_dns(tmp_path: Path) -> None
     second = run_demo(config)
     assert "already has an active rsa-sha256 key; nothing created." in second
     assert len(list((tmp_path / "keys" / "example.com").glob("*.pem"))) == 1
+
+
+@pytest.mark.parametrize("fqdn", sorted(HOSTS))
+def test_a_host_without_a_domain_gets_no_key_and_the_milter_runs_without_signing(
+    tmp_path: Path, fqdn: str
+) -> None:
+    """Host "vm", no /etc/mailname, no [signing] domains: `make run` on a fresh VM."""
+    port = free_port()
+    config = tmp_path / "reputable.toml"
+    keys = tmp_path / "keys"
+    config.write_text(f'[milter]\nsocket = "inet:{port}@127.0.0.1"\n[signing]\nkeys = "{keys}"\n')
+    output = run_demo(config, wrap=lambda command: without_domain(command, fqdn, tmp_path / "vm"))
+    events = {
+        fields["event"]: fields
+        for fields in map(parse_logfmt, output.splitlines())
+        if "event" in fields
+    }
+    start = events["start"]
+    assert (start["domain"], start["keys"], start["mode"]) == ("none", "none", "enforce")
+    said = events["no_domain"]
+    assert said["level"] == "warning"
+    assert f'its name is "{fqdn}"' in said["detail"]
+    assert said["detail"].endswith("nothing is signed")
+    assert said["fix"].startswith(
+        f'set [signing] domains = ["example.com"] (your mail domain) in {config}'
+    )
+    assert f'reputable keys new: this host has no mail domain (its name is "{fqdn}"' in output
+    assert "Not signing: this host has no mail domain" in output
+    assert "_domainkey" not in output and "Created" not in output
+    assert list(keys.rglob("*.pem")) == list(keys.rglob("*.toml")) == []

@@ -288,7 +288,7 @@ def test_a_socket_root_may_not_see_is_not_called_dead() -> None:
                 env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(source)},
             )
         status, summary = json.loads(done.stdout)[SOCKET_ROW]
-        assert status == "warn"
+        assert status == "unknown"  # could not be checked: no fault, no exit code
         assert summary == (
             f"could not check {OURS} at {postfix.queue}/reputable/milter.sock "
             "(permission denied): run as root"

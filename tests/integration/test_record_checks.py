@@ -17,7 +17,13 @@ import pytest
 import spf
 
 from reputable.checks.dkimdns import interpret_dkim_record, query_dkim_records
-from reputable.checks.dmarc import interpret_dmarc, org_domain_of, query_dmarc
+from reputable.checks.dmarc import (
+    DkimSignature,
+    KeyRecord,
+    interpret_dmarc,
+    org_domain_of,
+    query_dmarc,
+)
 from reputable.checks.findings import Outcome, Status
 from reputable.checks.mx import interpret_mx, query_mx
 from reputable.checks.spf import (
@@ -183,6 +189,11 @@ def test_ipv6_sender_against_ip6_and_aaaa(
 # --- DMARC ---
 
 
+def verified(domain: str) -> list[DkimSignature]:
+    """One signature of `domain` whose selector publishes the signing key."""
+    return [DkimSignature(domain, "s1", KeyRecord.MATCHING)]
+
+
 def publish_sender(records: ScratchRecords, mail_from: str) -> None:
     """An SPF record that lets IP send with MAIL FROM `mail_from`."""
     records.txt(mail_from, f"v=spf1 ip4:{IP} -all")
@@ -202,7 +213,7 @@ def test_dmarc_reject_unaligned_mail_from_but_aligned_dkim_is_ok(
         return org_domain_of(name, resolver, TIMEOUT)
 
     lookup = query_dmarc(org, resolver, TIMEOUT)
-    found = interpret_dmarc(lookup, mail_from, spf_passed, [org], org_of)
+    found = interpret_dmarc(lookup, mail_from, spf_passed, verified(org), org_of)
 
     assert spf_passed and org_of(mail_from) == bounce_org
     assert (found.id, found.status, found.outcome) == (f"dmarc.{org}", Status.OK, None)
@@ -222,7 +233,7 @@ def test_dmarc_both_unaligned_fails(
         query_dmarc(org, resolver, TIMEOUT),
         mail_from,
         spf_passed,
-        [bounce_org],
+        verified(bounce_org),
         lambda name: org_domain_of(name, resolver, TIMEOUT),
     )
 
@@ -258,7 +269,9 @@ def test_dmarc_record_of_the_org_domain_found_by_the_tree_walk(
         "_dmarc.rc.test",
         "_dmarc.test",
     ]
-    relaxed = interpret_dmarc(lookup, "", False, [org], lambda n: org_domain_of(n, resolver, 1.0))
+    relaxed = interpret_dmarc(
+        lookup, "", False, verified(org), lambda n: org_domain_of(n, resolver, 1.0)
+    )
     assert relaxed.status is Status.OK and "(relaxed)" in relaxed.summary
 
 
@@ -291,7 +304,9 @@ def test_no_dmarc_record_anywhere_warns(
     records: ScratchRecords, resolver: dns.resolver.Resolver
 ) -> None:
     org = records.name("bare")
-    found = interpret_dmarc(query_dmarc(org, resolver, TIMEOUT), org, True, [org], lambda n: n)
+    found = interpret_dmarc(
+        query_dmarc(org, resolver, TIMEOUT), org, True, verified(org), lambda n: n
+    )
     assert (found.status, found.outcome) == (Status.WARN, None)
     assert "Gmail and Yahoo" in found.summary
 
@@ -344,7 +359,7 @@ def test_dropped_queries_are_dns_errors_within_the_timeout(
 
     assert ev.result is SpfResult.TEMPERROR
     assert interpret_spf(ev).outcome is Outcome.DNS_ERROR
-    dmarc = interpret_dmarc(lookup, dmarc_domain, True, [dmarc_domain], lambda n: n)
+    dmarc = interpret_dmarc(lookup, dmarc_domain, True, verified(dmarc_domain), lambda n: n)
     assert (dmarc.status, dmarc.outcome) == (Status.WARN, Outcome.DNS_ERROR)
     mx = interpret_mx(answers, [IP])
     assert (mx.status, mx.outcome) == (Status.WARN, Outcome.DNS_ERROR)

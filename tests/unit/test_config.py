@@ -116,6 +116,9 @@ BAD_VALUES = [
     ("signing", "domains", "example.com"),
     ("signing", "domains", ["exa mple.com"]),
     ("signing", "domains", ["-bad-.example"]),
+    ("signing", "domains", ["localhost"]),  # never a mail domain: nothing is signed for it
+    ("signing", "domains", ["vm"]),
+    ("signing", "domains", ["vm.localdomain"]),
     ("signing", "keys", "relative/keys"),
     ("signing", "algorithms", ["rsa-sha1"]),
     ("signing", "algorithms", []),
@@ -225,4 +228,20 @@ def test_daemon_refuses_bad_config_with_exit_78_and_no_traceback(tmp_path: Path)
     assert done.returncode == EX_CONFIG
     assert "Traceback" not in done.stderr
     assert f'{path}: milter.socket = "tcp:1": expected' in done.stderr
-    assert f"{path}: signing.algorithms = ['rsa-sha1']: expected" in done.stderr
+    assert f'{path}: signing.algorithms = ["rsa-sha1"]: expected' in done.stderr
+    assert "['" not in done.stderr  # values as TOML writes them, not as Python lists
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (["rsa-sha1"], '["rsa-sha1"]'),
+        (["rsa-sha256", 1, True], '["rsa-sha256", 1, true]'),
+        ({"zone": "x", "kind": ["a"]}, '{ zone = "x", kind = ["a"] }'),
+        ('say "hi"', '"say \\"hi\\""'),
+    ],
+)
+def test_a_refused_value_is_shown_as_toml(value: object, shown: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"signing": {"algorithms": value}}, "r.toml")
+    assert caught.value.problems[0].value == shown

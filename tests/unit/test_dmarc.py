@@ -15,10 +15,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reputable.checks.dkimdns import interpret_dkim_record
+from reputable.checks.dkimdns import interpret_dkim_record, key_record
 from reputable.checks.dmarc import (
+    DkimSignature,
     DmarcLookup,
     DmarcPolicy,
+    KeyRecord,
     aligned,
     discover_policy,
     dmarc_record,
@@ -287,8 +289,13 @@ def lookup(
     )
 
 
+def signed(domain: str, record: KeyRecord = KeyRecord.MATCHING) -> list[DkimSignature]:
+    """One signature of `domain` by selector s1, its published record as given."""
+    return [DkimSignature(domain, "s1", record)]
+
+
 def test_dkim_aligned_is_ok_even_with_mail_from_unaligned() -> None:
-    found = interpret_dmarc(lookup(), "bounce.example.net", True, ["example.com"], ORGS)
+    found = interpret_dmarc(lookup(), "bounce.example.net", True, signed("example.com"), ORGS)
     assert (found.id, found.status, found.outcome, found.ttl_s) == (
         "dmarc.example.com",
         Status.OK,
@@ -297,6 +304,53 @@ def test_dkim_aligned_is_ok_even_with_mail_from_unaligned() -> None:
     )
     assert "aligned by DKIM d=example.com (relaxed)" in found.summary
     assert "p=reject at _dmarc.example.com" in found.summary
+
+
+def test_an_aligned_signature_whose_record_is_another_key_does_not_align() -> None:
+    # The dkim row says fail (another key at s1._domainkey), and SPF does not pass: under
+    # p=reject receivers reject this mail, so it must not "pass DMARC aligned by DKIM".
+    wrong = signed("example.com", KeyRecord.WRONG)
+    found = interpret_dmarc(lookup(), "example.com", False, wrong, ORGS)
+    assert (found.status, found.outcome) == (Status.FAIL, Outcome.DMARC_UNALIGNED)
+    assert found.summary == (
+        "mail From example.com fails DMARC (p=reject at _dmarc.example.com): SPF does not "
+        "pass for MAIL FROM example.com and the DKIM signature s=s1 d=example.com fails at the "
+        "receiver: the published key record is missing or another key (see dkim.s1.example.com)"
+    )
+    assert found.fix.startswith(
+        "publish the record `reputable keys dns example.com` prints for s=s1 "
+        "(the dkim.s1.example.com finding says what is wrong), or send it with a MAIL FROM"
+    )
+
+
+def test_one_verifying_signature_of_two_is_enough() -> None:
+    both = [
+        DkimSignature("example.com", "e1", KeyRecord.WRONG),
+        DkimSignature("example.com", "s1", KeyRecord.MATCHING),
+    ]
+    found = interpret_dmarc(lookup(), "example.com", False, both, ORGS)
+    assert found.status is Status.OK
+    assert "aligned by DKIM d=example.com (relaxed)" in found.summary
+
+
+def test_a_wrong_record_does_not_matter_when_spf_aligns() -> None:
+    found = interpret_dmarc(
+        lookup(), "example.com", True, signed("example.com", KeyRecord.WRONG), ORGS
+    )
+    assert found.status is Status.OK
+    assert "aligned by SPF for MAIL FROM example.com" in found.summary
+
+
+def test_an_unchecked_record_with_spf_failing_cannot_tell() -> None:
+    unknown = signed("example.com", KeyRecord.UNKNOWN)
+    found = interpret_dmarc(lookup(), "example.com", False, unknown, ORGS)
+    assert (found.status, found.outcome, found.ttl_s) == (Status.WARN, Outcome.DNS_ERROR, 900)
+    assert found.summary == (
+        "cannot tell whether mail From example.com passes DMARC (p=reject at _dmarc.example.com)"
+        ": SPF does not pass for MAIL FROM example.com, and the key record of s=s1 "
+        "d=example.com could not be checked"
+    )
+    assert found.fix == "see the dkim.s1.example.com finding"
 
 
 def test_spf_aligned_relaxed_is_ok() -> None:
@@ -317,7 +371,7 @@ def test_both_unaligned_fails_and_says_why() -> None:
 
 
 def test_spf_not_passing_does_not_align() -> None:
-    found = interpret_dmarc(lookup(), "example.com", False, ["example.net"], ORGS)
+    found = interpret_dmarc(lookup(), "example.com", False, signed("example.net"), ORGS)
     assert found.status is Status.FAIL
     assert "SPF does not pass for MAIL FROM example.com" in found.summary
     assert "signed by example.net" in found.summary
@@ -325,10 +379,10 @@ def test_spf_not_passing_does_not_align() -> None:
 
 def test_strict_modes_need_identical_domains() -> None:
     strict = lookup(from_domain="news.example.com", adkim="s", aspf="s")
-    found = interpret_dmarc(strict, "foo.example.com", True, ["example.com"], ORGS)
+    found = interpret_dmarc(strict, "foo.example.com", True, signed("example.com"), ORGS)
     assert found.status is Status.FAIL
     assert "(strict)" in found.summary and "MAIL FROM of news.example.com" in found.fix
-    ok = interpret_dmarc(strict, "foo.example.com", True, ["news.example.com"], ORGS)
+    ok = interpret_dmarc(strict, "foo.example.com", True, signed("news.example.com"), ORGS)
     assert ok.status is Status.OK
 
 
@@ -361,7 +415,7 @@ def test_ignored_record_says_why() -> None:
 
 def test_dns_error_is_a_dns_error_warning() -> None:
     failed = DmarcLookup(None, "cannot look up _dmarc.example.com: timeout", 60, "example.com")
-    found = interpret_dmarc(failed, "example.com", True, ["example.com"], ORGS)
+    found = interpret_dmarc(failed, "example.com", True, signed("example.com"), ORGS)
     assert (found.status, found.outcome, found.ttl_s) == (Status.WARN, Outcome.DNS_ERROR, 60)
 
 
@@ -388,23 +442,31 @@ lookups = st.builds(
 )
 
 
-@given(lookups, names, st.booleans(), st.lists(names, max_size=3), st.booleans())
+signatures = st.builds(
+    DkimSignature, domain=names, selector=st.just("s1"), record=st.sampled_from(KeyRecord)
+)
+
+
+@given(lookups, names, st.booleans(), st.lists(signatures, max_size=3), st.booleans())
 def test_interpret_dmarc_never_raises_and_every_failure_gates(
     found_lookup: DmarcLookup,
     mail_from: str,
     spf_passed: bool,
-    dkim_domains: list[str],
+    dkim: list[DkimSignature],
     relaxed_same: bool,
 ) -> None:
     def org_of(name: str) -> str:
         return "example.com" if relaxed_same else name
 
-    found = interpret_dmarc(found_lookup, mail_from, spf_passed, dkim_domains, org_of)
+    found = interpret_dmarc(found_lookup, mail_from, spf_passed, dkim, org_of)
     assert found.id.startswith("dmarc.")
     if found.status is Status.FAIL:
         assert found.outcome is Outcome.DMARC_UNALIGNED
     if found_lookup.error:
         assert found.outcome is Outcome.DNS_ERROR
+    if found.status is Status.OK and "aligned by DKIM" in found.summary:
+        # Only a signature that verifies aligns.
+        assert any(s.record is KeyRecord.MATCHING for s in dkim)
 
 
 # --- query_dmarc / org_domain_of through a resolver (no sockets) ---
@@ -451,7 +513,7 @@ def test_query_dmarc_dns_trouble_is_an_error() -> None:
     resolver = FakeResolver({}, fail={"_dmarc.example.com": dns.exception.Timeout})
     found = query_dmarc("news.example.com", resolver, 2.0)
     assert (found.policy, found.ttl_s, found.from_domain) == (None, 60, "news.example.com")
-    assert found.error == "cannot look up _dmarc.example.com: no answer within 2 s"
+    assert found.error == "cannot look up _dmarc.example.com: timeout: no answer within 2 s"
     assert query_dmarc("example.com", FakeResolver({}), 0.0).error.endswith("no answer within 0 s")
 
 
@@ -519,3 +581,20 @@ def test_interpret_dkim_record_never_raises_and_every_failure_gates(
     if found.status is Status.FAIL:
         assert found.outcome is Outcome.DKIM_RECORD
     assert (found.status is Status.OK) == (check.status is DnsStatus.MATCHING and not check.testing)
+
+
+@pytest.mark.parametrize(
+    ("status", "testing", "expected"),
+    [
+        (DnsStatus.MATCHING, False, KeyRecord.MATCHING),
+        (DnsStatus.MATCHING, True, KeyRecord.MATCHING),  # t=y: receivers still verify it
+        (DnsStatus.MISMATCH, False, KeyRecord.WRONG),
+        (DnsStatus.MISSING, False, KeyRecord.WRONG),
+        (DnsStatus.ERROR, False, KeyRecord.UNKNOWN),
+        (DnsStatus.NOT_CHECKED, False, KeyRecord.UNKNOWN),
+    ],
+)
+def test_key_record_says_whether_the_signatures_verify(
+    status: DnsStatus, testing: bool, expected: KeyRecord
+) -> None:
+    assert key_record(RecordCheck(status, "detail", testing)) is expected

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reputable.checks.blocklists import DnsblKind, DnsblZone
 from reputable.checks.dnsbl import (
     DnsblAnswer,
     interpret_dnsbl,
@@ -237,7 +238,7 @@ def test_static_ip_is_ok_when_spamhaus_does_not_list_it_as_dynamic() -> None:
 
 def test_static_ip_cannot_tell_without_a_spamhaus_zone() -> None:
     finding = interpret_static_ip(IP, [DnsblAnswer(TEST_ZONE, IP, ())])
-    assert (finding.status, finding.outcome) == (Status.WARN, None)
+    assert (finding.status, finding.outcome) == (Status.UNKNOWN, None)
     assert "cannot tell" in finding.summary and ZEN in finding.fix
 
 
@@ -251,7 +252,7 @@ def test_static_ip_cannot_tell_without_a_spamhaus_zone() -> None:
 )
 def test_static_ip_cannot_tell_when_spamhaus_gave_no_usable_answer(answer: DnsblAnswer) -> None:
     finding = interpret_static_ip(IP, [answer])
-    assert (finding.status, finding.outcome) == (Status.WARN, None)
+    assert (finding.status, finding.outcome) == (Status.UNKNOWN, None)
     assert "cannot tell" in finding.summary
 
 
@@ -260,7 +261,7 @@ def test_static_ip_ignores_other_addresses_and_other_spamhaus_lists() -> None:
         listed(ZEN, "127.0.0.10", target="198.51.100.1"),
         listed("sbl.spamhaus.org", "127.0.0.10"),
     ]
-    assert interpret_static_ip(IP, answers).status is Status.WARN
+    assert interpret_static_ip(IP, answers).status is Status.UNKNOWN
 
 
 def test_static_ip_matches_ipv6_in_any_spelling() -> None:
@@ -383,15 +384,17 @@ def test_query_dnsbl_asks_every_pair_in_order_and_txt_only_when_listed() -> None
             ("6.113.0.203.zen.spamhaus.org", "A"): "REFUSED",
         }
     )
-    found = query_dnsbl([IP, "203.0.113.6"], [TEST_ZONE, ZEN], resolver, 1.0)
+    zones = [DnsblZone.named(TEST_ZONE), DnsblZone.named(ZEN)]
+    found = query_dnsbl([IP, "203.0.113.6"], zones, resolver, 1.0)
     assert [(a.target, a.zone) for a in found] == [
         (IP, TEST_ZONE),
         (IP, ZEN),
         ("203.0.113.6", TEST_ZONE),
         ("203.0.113.6", ZEN),
     ]
-    assert found[0] == DnsblAnswer(TEST_ZONE, IP, ("127.0.0.2",), ("spam seen",), "", 600)
-    assert found[1] == DnsblAnswer(ZEN, IP, (), ttl_s=300)
+    generic, zen = DnsblKind.GENERIC, DnsblKind.SPAMHAUS_ZEN
+    assert found[0] == DnsblAnswer(TEST_ZONE, IP, ("127.0.0.2",), ("spam seen",), "", 600, generic)
+    assert found[1] == DnsblAnswer(ZEN, IP, (), ttl_s=300, kind=zen)
     assert found[3].addresses is None and found[3].error == "REFUSED"
     txt_asked = [name for name, rdtype in resolver.asked if rdtype == "TXT"]
     assert txt_asked == ["5.113.0.203.bl.example.test"]
@@ -399,13 +402,13 @@ def test_query_dnsbl_asks_every_pair_in_order_and_txt_only_when_listed() -> None
 
 def test_query_dnsbl_listing_without_txt_is_still_listed() -> None:
     resolver = ListResolver({("5.113.0.203.bl.example.test", "A"): ["127.0.0.2"]})
-    (answer,) = query_dnsbl([IP], [TEST_ZONE], resolver, 1.0)
-    assert answer == DnsblAnswer(TEST_ZONE, IP, ("127.0.0.2",), (), "", 600)
+    (answer,) = query_dnsbl([IP], [DnsblZone(TEST_ZONE, DnsblKind.SPAMCOP)], resolver, 1.0)
+    assert answer == DnsblAnswer(TEST_ZONE, IP, ("127.0.0.2",), (), "", 600, DnsblKind.SPAMCOP)
 
 
 def test_query_dnsbl_with_nothing_to_ask_asks_nothing() -> None:
     resolver = ListResolver({})
-    assert query_dnsbl([], [ZEN], resolver, 1.0) == []
+    assert query_dnsbl([], [DnsblZone.named(ZEN)], resolver, 1.0) == []
     assert query_dnsbl([IP], [], resolver, 1.0) == []
     assert resolver.asked == []
 

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reputable.checks.dmarc import DkimSignature, KeyRecord
 from reputable.checks.findings import Finding, Outcome, Status, worst
 from reputable.config import SEVERITY, Action, ActionsConfig, Mode
-from reputable.gate import decide_gate, summary_fields
+from reputable.gate import (
+    MAX_HEADER_LINE,
+    WARNING_HEADER,
+    decide_gate,
+    fold_list,
+    summary_fields,
+)
+from reputable.host import SendingIdentity
 from reputable.reputation import TtlCache
-from reputable.snapshot import next_interval, state_changes
+from reputable.signing.algorithm import Algorithm
+from reputable.signing.signature import SigningKey
+from reputable.snapshot import HostSnapshot, next_interval, state_changes
 
 LISTED = Finding(
     "dnsbl.zen.spamhaus.org.203.0.113.5",
@@ -153,3 +164,66 @@ def test_state_changes_are_logged_once() -> None:
     assert state_changes([LISTED], [LISTED]) == []
     relisted_ok = Finding(LISTED.id, Status.OK, "not listed")
     assert state_changes([LISTED], [relisted_ok]) == [relisted_ok]
+
+
+def test_the_snapshot_says_which_signatures_verify_and_knows_nothing_before_a_refresh() -> None:
+    private = Ed25519PrivateKey.generate()
+    keys = [
+        SigningKey("example.com", "e1", Algorithm.ED25519_SHA256, private),
+        SigningKey("example.com", "e2", Algorithm.ED25519_SHA256, private),
+    ]
+    identity = SendingIdentity((), "mail.example.com", "config")
+    assert HostSnapshot(identity).signatures(keys) == [
+        DkimSignature("example.com", "e1", KeyRecord.UNKNOWN),
+        DkimSignature("example.com", "e2", KeyRecord.UNKNOWN),
+    ]
+    records = {("e1", "example.com"): KeyRecord.WRONG, ("e2", "example.com"): KeyRecord.MATCHING}
+    taken = HostSnapshot(identity, (), 1.0, records)
+    assert [s.record for s in taken.signatures(keys)] == [KeyRecord.WRONG, KeyRecord.MATCHING]
+
+
+def test_the_warning_header_names_only_the_kinds_of_the_failed_checks() -> None:
+    ptr_fail = Finding(
+        "ptr.203.0.113.5", Status.FAIL, "203.0.113.5 has no PTR record", "ask", Outcome.PTR
+    )
+    dns_error = Finding(
+        "dnsbl.bl.example.test.203.0.113.5",
+        Status.WARN,
+        "There is no SOA RR at the DNS root name. This should never happen!",
+        "",
+        Outcome.DNS_ERROR,
+    )
+    actions = ActionsConfig(
+        ptr=Action.FLAG, dnsbl=Action.FLAG, spf_softfail=Action.FLAG, dns_error=Action.FLAG
+    )
+    decision = decide_gate([ptr_fail, LISTED, SOFTFAIL, dns_error], actions, Mode.ENFORCE)
+    assert decision.action is Action.FLAG
+    assert decision.warning() == "ptr, dnsbl, spf"
+    assert "203.0.113.5" in decision.detail() and "SOA" in decision.detail()  # for the log only
+
+
+def test_a_check_that_only_logs_is_not_in_the_warning_header() -> None:
+    decision = decide_gate([SOFTFAIL, TIMEOUT], ActionsConfig(), Mode.ENFORCE)
+    assert (decision.action, decision.warning()) == (Action.FLAG, "spf")
+    assert [f.id for f in decision.findings] == [SOFTFAIL.id, TIMEOUT.id]  # both logged
+
+
+@given(st.lists(st.from_regex(r"[a-z_]{1,90}", fullmatch=True), min_size=1, max_size=40))
+def test_the_warning_header_folds_within_rfc_5322_line_lengths(kinds: list[str]) -> None:
+    value = fold_list(WARNING_HEADER, kinds)
+    lines = f"{WARNING_HEADER}: {value}".split("\n")
+    for number, text in enumerate(lines):
+        assert len(text) <= 998
+        # Only an item that is itself too long may pass 78, alone on its line.
+        assert len(text) <= MAX_HEADER_LINE or text.strip(" ,") in kinds or number == 0
+        assert number == 0 or text.startswith(" ")
+    assert [k.strip(",") for k in " ".join(lines).split()[1:]] == kinds
+
+
+def test_a_long_warning_is_folded_at_78() -> None:
+    kinds = ["dnsbl", "ptr", "spf", "dmarc", "dkim_record", "static_ip", "helo", "dns", "x" * 20]
+    header = f"{WARNING_HEADER}: {fold_list(WARNING_HEADER, kinds)}"
+    assert header.split("\n") == [
+        "X-Reputable-Warning: dnsbl, ptr, spf, dmarc, dkim_record, static_ip, helo,",
+        " dns, xxxxxxxxxxxxxxxxxxxx",
+    ]

@@ -175,13 +175,21 @@ def test_selectors() -> None:
     [
         ("mail.example.com", "example.com"),
         ("example.com", "example.com"),
-        ("myhost", "myhost"),
         ("a.b.example.org.", "b.example.org"),
+        # No mail domain: nothing is signed, and no key or advice is made for these.
+        ("myhost", ""),
+        ("vm", ""),
+        ("localhost", ""),
+        ("localhost.localdomain", ""),
+        ("vm.localdomain", ""),
+        ("vm.local", ""),
     ],
 )
 def test_host_domain(fqdn: str, domain: str) -> None:
     assert host_domain(fqdn) == domain
     assert host_domain(fqdn, "Example.NET.\n") == "example.net"
+    assert host_domain(fqdn, "vm\n") == domain  # a mailname without a domain says nothing
+    assert host_domain(fqdn, "localhost") == domain
 
 
 @pytest.mark.parametrize("command", ["new", "rotate", "dns", "list", "activate"])

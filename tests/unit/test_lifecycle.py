@@ -9,6 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from reputable.keys.dnscheck import DnsStatus, RecordCheck
+from reputable.keys.keyring import not_signing
 from reputable.keys.lifecycle import (
     Change,
     Policy,
@@ -95,12 +96,41 @@ def test_activation_on_proof_retires_only_the_same_slot() -> None:
     assert plan[1].meta.activated is None  # history kept as it was
 
 
-@pytest.mark.parametrize("check", [MISSING, MISMATCH, ERROR, UNCHECKED])
+@pytest.mark.parametrize("check", [MISSING, MISMATCH, UNCHECKED])
 def test_no_activation_without_proof(check: RecordCheck) -> None:
     plan = plan_activation(NEW, [OLD, NEW], check, T0)
     assert isinstance(plan, Refusal)
     assert check.status.value in plan.reason
     assert check.detail in plan.reason
+
+
+NOT_FOUND = RecordCheck(
+    DnsStatus.ERROR,
+    "cannot find the zone of s2._domainkey.example.com: resolver denies the root",
+    servers_found=False,
+)
+
+
+@pytest.mark.parametrize(
+    ("check", "step"),
+    [
+        (ERROR, "could not reach the domain's name servers (ns1 timed out): check [keys] "),
+        (NOT_FOUND, "could not find the domain's name servers (cannot find the zone of "),
+    ],
+)
+def test_a_record_that_could_not_be_checked_says_why_and_where_to_look(
+    check: RecordCheck, step: str
+) -> None:
+    plan = plan_activation(NEW, [OLD, NEW], check, T0)
+    assert isinstance(plan, Refusal)
+    assert plan.reason.startswith(f"example.com s2 (rsa-sha256) stays pending: {step}")
+    assert "record is error" not in plan.reason
+    pending = next_step(NEW, check, T0, POLICY)
+    assert pending.startswith(step) and "publish" not in pending
+    assert pending.endswith("then `reputable keys activate example.com`")
+    assert warnings(OLD, check, T0, POLICY) == [
+        f"signing, but its record could not be checked: {pending.split('; then')[0]}"
+    ]
 
 
 @pytest.mark.parametrize("state", [KeyState.ACTIVE, KeyState.RETIRING, KeyState.RETIRED])
@@ -179,3 +209,41 @@ def test_repairs_finish_an_interrupted_activation() -> None:
     changes = plan_repairs([OLD, new_active, ED_OLD, OTHER_DOMAIN], later)
     assert [(c.key.key.selector, c.meta.state) for c in changes] == [("s1", KeyState.RETIRING)]
     assert plan_repairs([OLD, ED_OLD, OTHER_DOMAIN, NEW], later) == []
+
+
+def test_the_hints_for_an_ed25519_key_rotate_an_ed25519_key() -> None:
+    refusal = plan_retirement(ED_OLD, [OLD, ED_OLD], T0, POLICY, force=False)
+    assert isinstance(refusal, Refusal)
+    assert "`reputable keys rotate example.com --algorithm ed25519`" in refusal.reason
+    old_ed = next_step(ED_OLD, MATCHING, T0 + timedelta(days=181), POLICY)
+    assert old_ed.endswith("`reputable keys rotate example.com --algorithm ed25519`")
+    rsa_refusal = plan_retirement(OLD, [OLD, ED_OLD], T0, POLICY, force=False)
+    assert isinstance(rsa_refusal, Refusal)
+    assert "`reputable keys rotate example.com`" in rsa_refusal.reason
+
+
+def test_an_active_key_that_does_not_sign_says_why_and_is_not_warned_as_signing() -> None:
+    other = key("s1", KeyState.ACTIVE, domain="other.example")
+    unsigned = not_signing(
+        "other.example", Algorithm.RSA_SHA256, ["example.com"], [Algorithm.RSA_SHA256]
+    )
+    assert [n.setting for n in unsigned] == ['domains = ["example.com", "other.example"]']
+    step = next_step(other, MISSING, T0, POLICY, unsigned)
+    assert step.startswith("not signing: other.example is not in [signing] domains")
+    assert 'set domains = ["example.com", "other.example"]' in step
+    assert warnings(other, MISSING, T0, POLICY, unsigned) == []
+    assert warnings(other, MISMATCH, T0, POLICY, unsigned) == []
+    # The same key, signing, is warned about: the test above could fail.
+    assert any("record is missing" in w for w in warnings(other, MISSING, T0, POLICY))
+
+
+def test_why_a_key_would_not_sign() -> None:
+    rsa_only = [Algorithm.RSA_SHA256]
+    assert not_signing("example.com", Algorithm.RSA_SHA256, ["example.com"], rsa_only) == []
+    (ed,) = not_signing("example.com", Algorithm.ED25519_SHA256, ["example.com"], rsa_only)
+    assert ed.reason == "ed25519-sha256 is not in [signing] algorithms"
+    assert ed.setting == 'algorithms = ["rsa-sha256", "ed25519-sha256"]'
+    both = not_signing("other.example", Algorithm.ED25519_SHA256, ["example.com"], rsa_only)
+    assert len(both) == 2
+    (local,) = not_signing("localhost", Algorithm.RSA_SHA256, ["localhost"], rsa_only)
+    assert local.setting == ""  # no setting makes localhost a mail domain

@@ -152,7 +152,8 @@ def test_query_mx_host_without_address_and_failures() -> None:
     found = query_mx("example.com", resolver, 2.0)
     assert found.addresses == {"gone.example.net": (), "slow.example.net": ()}
     assert found.error == (
-        "A slow.example.net: no answer within 2 s; AAAA slow.example.net: no answer within 2 s"
+        "A slow.example.net: timeout: no answer within 2 s; "
+        "AAAA slow.example.net: timeout: no answer within 2 s"
     )
     assert found.ttl_s == 60
     failing = FakeResolver({}, fail={"example.com": dns.resolver.NoNameservers})

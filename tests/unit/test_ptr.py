@@ -226,10 +226,33 @@ def test_helo_equal_to_the_ptr_name_is_ok() -> None:
     assert (helo.id, helo.status, helo.outcome) == (f"helo.{IP}", Status.OK, None)
 
 
-def test_helo_resolving_to_the_ip_is_ok() -> None:
+def test_helo_equal_to_the_ptr_name_must_also_resolve_to_the_ip() -> None:
+    found = answers(forward={MAIL: ("192.0.2.9",)}, helo_addresses=("192.0.2.9",))
+    helo = by_id(interpret_ptr(found, MAIL))["helo"]
+    assert (helo.status, helo.outcome) == (Status.WARN, None)
+    assert helo.summary == f"HELO {MAIL} is the PTR name of {IP}, but it does not resolve to {IP}"
+    assert helo.fix == f"Give {MAIL} an A record to {IP}"
+
+
+def test_helo_equal_to_the_ptr_name_whose_lookup_failed_is_not_known_to_resolve() -> None:
+    found = answers(forward={MAIL: None}, helo_addresses=None)
+    helo = by_id(interpret_ptr(found, MAIL))["helo"]
+    assert (helo.status, helo.outcome) == (Status.WARN, None)
+    assert "its lookup failed" in helo.summary and "[dns] nameservers" in helo.fix
+
+
+def test_helo_resolving_to_the_ip_but_not_the_ptr_name_warns_with_both_fixes() -> None:
     found = answers(helo_addresses=("192.0.2.9", str(IP)))
     helo = by_id(interpret_ptr(found, "smtp.example.net"))["helo"]
-    assert helo.status is Status.OK and "resolves to" in helo.summary
+    assert (helo.status, helo.outcome) == (Status.WARN, None)
+    assert helo.summary == (
+        f"PTR names {MAIL}, HELO says smtp.example.net: it resolves to {IP} but is not the "
+        "PTR name, and receivers compare the two"
+    )
+    assert helo.fix == (
+        f"Set Postfix smtp_helo_name (and [host] helo_name, if set) to {MAIL} (the PTR name), "
+        f"or have the PTR of {IP} changed to smtp.example.net"
+    )
 
 
 def test_helo_mismatch_warns_with_both_names_and_the_postfix_fix() -> None:
@@ -259,9 +282,11 @@ def test_helo_that_is_no_fqdn_warns(name: str) -> None:
     assert "fully-qualified" in helo.summary
 
 
-def test_helo_without_ptr_is_ok_when_it_resolves_to_the_ip() -> None:
+def test_helo_without_ptr_warns_even_when_it_resolves_to_the_ip() -> None:
     found = answers(names=(), helo_addresses=(str(IP),))
-    assert by_id(interpret_ptr(found, MAIL))["helo"].status is Status.OK
+    helo = by_id(interpret_ptr(found, MAIL))["helo"]
+    assert (helo.status, helo.outcome) == (Status.WARN, None)
+    assert "no PTR" in helo.summary and f"a PTR naming {MAIL}" in helo.fix
 
 
 def test_helo_without_ptr_and_address_warns() -> None:

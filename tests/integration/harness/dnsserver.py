@@ -18,7 +18,10 @@ Behaviour, in the terms of RFC 1035 / 6891:
   EDNS payload size is sent empty with TC set, so the client retries over TCP;
 * EDNS queries get an EDNS response advertising :data:`EDNS_PAYLOAD`;
 * a name can be made to *drop* its queries (no answer at all, so the client
-  times out) or to answer with a fixed rcode such as SERVFAIL.
+  times out) or to answer with a fixed rcode such as SERVFAIL; the whole
+  server can be made *silent* (it drops every query: a resolver that never
+  answers). A server holding no records answers NXDOMAIN for every name,
+  the root included: a resolver that cannot see the internet's DNS.
 
 TXT records keep their character-strings exactly as given (each at most 255
 bytes), so the way a client joins split strings is exercised for real.
@@ -152,6 +155,7 @@ class DnsServer(Service):
         self._lock = threading.Lock()
         self._zone: dict[dns.name.Name, dict[dns.rdatatype.RdataType, dns.rrset.RRset]] = {}
         self._drop: set[dns.name.Name] = set()
+        self._silent = False
         self._rcodes: dict[dns.name.Name, dns.rcode.Rcode] = {}
         self._log: list[QueryLogEntry] = []
         self._log_changed = threading.Condition(self._lock)
@@ -406,6 +410,11 @@ class DnsServer(Service):
             else:
                 self._drop.discard(owner)
 
+    def set_silent(self, silent: bool = True) -> None:
+        """Drop every query, of any name and type (logged, never answered); False undoes."""
+        with self._lock:
+            self._silent = silent
+
     def set_rcode(self, name: NameLike, rcode: dns.rcode.Rcode | str | None) -> None:
         """Answer every query for *name* with this rcode (e.g. ``"SERVFAIL"``); None undoes."""
         owner = to_name(name)
@@ -418,11 +427,12 @@ class DnsServer(Service):
                 )
 
     def clear(self) -> None:
-        """Forget every record, drop and rcode override (the query log stays)."""
+        """Forget every record, drop and rcode override, and silence (the query log stays)."""
         with self._lock:
             self._zone.clear()
             self._drop.clear()
             self._rcodes.clear()
+            self._silent = False
 
     def records(self, name: NameLike, rdtype: RdtypeLike) -> list[dns.rdata.Rdata]:
         """The records held for *name* and *rdtype* (empty when none)."""
@@ -596,7 +606,7 @@ class DnsServer(Service):
         with self._lock:
             self._log.append(entry)
             self._log_changed.notify_all()
-            if question.name in self._drop:
+            if self._silent or question.name in self._drop:
                 return None
         try:
             return self._render(query, response, question.name, question.rdtype, transport)
