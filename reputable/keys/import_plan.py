@@ -42,6 +42,7 @@ from reputable.keys.store import (
     write_key,
 )
 from reputable.keys.table_mapping import KeyRef, TableMapping, map_tables
+from reputable.regular_file import UnreadableFile, read_regular_file
 from reputable.signing.algorithm import Algorithm
 from reputable.signing.signature import SigningKey
 
@@ -116,10 +117,9 @@ def plan_tables(key_table: Path, signing_table: Path | None, refile: bool) -> Im
 
 def _read_text(path: Path, what: str) -> str:
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise ConfigError([Problem(str(path), what, "unreadable", reason)]) from None
+        return read_regular_file(path).data.decode("utf-8", errors="replace")
+    except UnreadableFile as exc:
+        raise ConfigError([Problem(str(path), what, "unreadable", exc.reason)]) from None
 
 
 def _read_conf(path: Path, depth: int = 0) -> tuple[ConfLine, ...]:
@@ -266,9 +266,10 @@ def _expander(paths: _Paths) -> Expand:
             return (), f"'{value}' is a data set reputable cannot read"
         path = paths.resolve(location)
         try:
-            return dataset_items(path.read_text(encoding="utf-8", errors="replace")), ""
-        except OSError as exc:
-            return (), f"could not read {path} ({exc.strerror or exc})"
+            data = read_regular_file(path).data
+        except UnreadableFile as exc:
+            return (), f"could not read {path} ({exc.reason})"
+        return dataset_items(data.decode("utf-8", errors="replace")), ""
 
     return expand
 

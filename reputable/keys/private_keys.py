@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from reputable.errors import ConfigError, Problem
 from reputable.keys.record import public_key_base64
-from reputable.keys.store import PrivateKey
+from reputable.keys.store import MIN_RSA_BITS, PrivateKey, bits_of, too_small
+from reputable.regular_file import UnreadableFile, read_regular_file
 
 
 def parse_private_key(data: bytes) -> PrivateKey:
@@ -58,18 +61,29 @@ def _load_raw(data: bytes) -> object:
 
 
 def read_private_key(path: Path) -> PrivateKey:
-    """The key in `path`, or a ConfigError naming the file (never its contents)."""
+    """The key in `path`, or a ConfigError naming the file (never its contents).
+
+    Only a regular file is read (a FIFO or device never blocks the import), and
+    an RSA key RFC 8301 forbids signing with is refused: the store would not load it.
+    """
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise ConfigError([Problem(str(path), "private key", "unreadable", reason)]) from None
+        data = read_regular_file(path).data
+    except UnreadableFile as exc:
+        problem = Problem(str(path), "private key", exc.reason, "a regular file holding a key")
+        if exc.missing:
+            problem = Problem(str(path), "private key", "unreadable", os.strerror(errno.ENOENT))
+        raise ConfigError([problem]) from None
     try:
-        return parse_private_key(data)
+        private_key = parse_private_key(data)
     except ValueError as exc:
         raise ConfigError(
             [Problem(str(path), "private key", "not a key", f"expected {exc}")]
         ) from None
+    if too_small(private_key):
+        fix = f"at least {MIN_RSA_BITS} bits (RFC 8301); make a new key: reputable keys new"
+        value = f"RSA of {bits_of(private_key)} bits"
+        raise ConfigError([Problem(str(path), "private key", value, fix)])
+    return private_key
 
 
 def same_key(a: PrivateKey, b: PrivateKey) -> bool:

@@ -37,6 +37,8 @@ from reputable.config import Nameserver
 from reputable.errors import ConfigError, Problem, ReputableError
 from reputable.keys.files import unsafe_mode
 from reputable.keys.record import MAX_STRING
+from reputable.regular_file import UnreadableFile, read_regular_file
+from reputable.resolver import failure_reason
 
 # BIND's spelling of each TSIG algorithm (RFC 8945 §6) and dnspython's name for it.
 _ALGORITHMS: dict[str, dns.name.Name] = {
@@ -219,10 +221,14 @@ def parse_tsig_key_file(text: str) -> TsigKey:
 def load_tsig_key(path: Path) -> TsigKey:
     """Read the key file; ConfigError if it is missing, invalid or readable by others."""
     try:
+        text = read_regular_file(path).data.decode("utf-8")
         mode = unsafe_mode(path)
-        text = path.read_text(encoding="utf-8") if mode is None else ""
-    except FileNotFoundError:
-        raise ConfigError([Problem(str(path), "TSIG key file", "missing", _GENERATE)]) from None
+    except UnreadableFile as exc:
+        if exc.missing:
+            raise ConfigError([Problem(str(path), "TSIG key file", "missing", _GENERATE)]) from None
+        raise ConfigError(
+            [Problem(str(path), "TSIG key file", exc.reason, "a readable regular key file")]
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError(
@@ -251,7 +257,7 @@ def _name(text: str, what: str) -> dns.name.Name:
     try:
         return dns.name.from_text(text)
     except dns.exception.DNSException as exc:
-        raise PublishError(f"{what} {text!r} is not a DNS name: {exc}") from None
+        raise PublishError(f"{what} {text!r}: {failure_reason(exc)}") from None
 
 
 def _text(name: dns.name.Name) -> str:
@@ -285,7 +291,7 @@ def _zone_from_server(server: Nameserver, owner: dns.name.Name, timeout_s: float
             ) from None
         except (OSError, dns.exception.DNSException) as exc:
             raise PublishError(
-                f"cannot ask {server} for the zone of {_text(owner)}: {exc}"
+                f"cannot ask {server} for the zone of {_text(owner)}: {failure_reason(exc)}"
             ) from None
         if response.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
             zone = _soa_owner(response, candidate)
@@ -393,7 +399,8 @@ def _send(
         raise PublishError(f"{server} {said}") from None
     except (dns.tsig.BadSignature, dns.message.UnknownTSIGKey, dns.tsig.BadTime) as exc:
         raise PublishError(
-            f"{server}'s answer does not verify with TSIG key {key.name} ({exc}): "
+            f"{server}'s answer does not verify with TSIG key {key.name} "
+            f"({failure_reason(exc)}): "
             "is it the server that holds this key?"
         ) from None
     except dns.exception.DNSException as exc:
@@ -406,7 +413,9 @@ def _send(
                     _refusal(rcode, server, zone, key)
                     + f" (the answer was not signed: does the server serve zone {zone}?)"
                 ) from None
-        raise PublishError(f"{server} sent a bad answer to the update: {exc}") from None
+        raise PublishError(
+            f"{server} sent a bad answer to the update: {failure_reason(exc)}"
+        ) from None
     if response.id != update.id or not response.flags & dns.flags.QR:
         raise PublishError(f"{server} answered another message than the update")
     if response.rcode() != dns.rcode.NOERROR:

@@ -2,8 +2,9 @@
 
 Every connection is served by `reputable.milter.connection` on one asyncio
 loop in the main thread: no thread per connection, so no callback waits for
-the GIL behind another connection's. Lookups that must wait for DNS run on a
-small pool of worker threads. SIGHUP reloads config and keys into a new
+the GIL behind another connection's. Lookups that must wait for DNS run on
+worker threads (`reputable.milter.lookups`, queued fairly by domain). At most
+[milter] max_connections are served (`reputable.milter.limits`). SIGHUP reloads config and keys into a new
 Runtime (sessions in flight finish with the one they started with);
 SIGTERM/SIGINT stop accepting, let open sessions finish, and return.
 """
@@ -11,6 +12,8 @@ SIGTERM/SIGINT stop accepting, let open sessions finish, and return.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import gc
 import logging
 import os
@@ -18,8 +21,8 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 
 import uvloop
 
@@ -31,12 +34,20 @@ from reputable.keys.record import record_value, zone_file_line
 from reputable.keywatch import KeyWatcher
 from reputable.log import Field, configure_logging, emit, logger
 from reputable.milter.connection import MilterConnection
+from reputable.milter.limits import (
+    ConnectionCap,
+    Refused,
+    derived_max_connections,
+    open_file_limit,
+    raise_fd_limit,
+)
+from reputable.milter.lookups import LookupPool
 from reputable.milter.session import Session
 from reputable.milter.unixsocket import open_unix, remove_socket
 from reputable.notify import READY, RELOADING, STOPPING, monotonic_usec, notify, status
 from reputable.postfix.milters import postfix_address
 from reputable.reputation import Reputation, forbid_waiting
-from reputable.runtime import Runtime, RuntimeHolder, load_runtime
+from reputable.runtime import Runtime, RuntimeHolder, load_runtime, no_domain
 
 _log = logger("milter")
 # uvloop (libuv) costs less per wakeup than asyncio's own loop; the milter wakes several
@@ -44,7 +55,6 @@ _log = logger("milter")
 new_event_loop = uvloop.new_event_loop
 STOP_GRACE_S = 30.0
 DEFAULT_QUEUE_DIRECTORY = "/var/spool/postfix"  # Postfix's own default
-LOOKUP_THREADS = 16
 
 
 async def open_server(
@@ -87,7 +97,7 @@ def postfix_name(listen: MilterSocket) -> str:
     return postfix_address(listen, queue)
 
 
-def announce(runtime: Runtime, event: str) -> None:
+def announce(runtime: Runtime, event: str, max_connections: int | None = None) -> None:
     listen = runtime.config.milter.socket
     name = postfix_name(listen)
     postfix = f"smtpd_milters = {name}; non_smtpd_milters = {name}"
@@ -101,9 +111,11 @@ def announce(runtime: Runtime, event: str) -> None:
         Field.FILE: runtime.config.source,
         Field.VERSION: __version__,
         Field.SOCKET: listen.libmilter,
-        Field.DOMAIN: ",".join(runtime.domains),
+        Field.MODE: runtime.config.milter.mode,
+        Field.DOMAIN: ",".join(runtime.domains) or "none",
         Field.KEYS: keys or "none",
         Field.POSTFIX: postfix,
+        Field.MAX_CONNECTIONS: max_connections,
     }
     emit(_log, logging.INFO, fields)
 
@@ -122,14 +134,11 @@ def setup_text(runtime: Runtime) -> str:
         "",
     ]
     keys = [k for ks in runtime.keyring.by_domain.values() for k in ks]
-    undotted = [d for d in runtime.domains if "." not in d]
-    if undotted:
-        lines.append(
-            f"This host has no mail domain ({', '.join(undotted)}): set [signing] domains in "
-            "/etc/reputable/reputable.toml (or write the domain to /etc/mailname)."
-        )
-        lines.append("")
-    if not keys:
+    if not runtime.domains:
+        missing = no_domain(runtime.config)
+        lines.append(f"Not signing: {missing.detail}.")
+        lines.append(f"To sign, {missing.fix}; then run `reputable keys new` and restart.")
+    elif not keys:
         lines.append(f"No active keys for {', '.join(runtime.domains)}: run `reputable keys new`.")
     else:
         lines.append("Publish in DNS (and check with `dig +short TXT NAME`):")
@@ -151,10 +160,13 @@ def serve(config: Config, reload_config: Callable[[], Config]) -> int:
 class Listener:
     """The listening socket and the connections it has accepted, all on this event loop."""
 
-    def __init__(self, holder: RuntimeHolder, config: Config, executor: Executor) -> None:
+    def __init__(
+        self, holder: RuntimeHolder, config: Config, executor: Executor, nofile: int = 0
+    ) -> None:
         self.holder = holder
         self.config = config
-        self.executor = executor
+        self.executor = executor  # a LookupPool: each connection's jobs queue by its domain
+        self.cap = ConnectionCap(derived_max_connections(nofile or open_file_limit()))
         self.connections: set[MilterConnection] = set()
         self.server: asyncio.Server | None = None
         self.socket_file: os.stat_result | None = None  # a unix socket made at open
@@ -164,15 +176,27 @@ class Listener:
     async def open(self) -> None:
         self.server, self.socket_file = await open_server(self.config, self.new_connection)
 
-    def new_connection(self) -> MilterConnection:
+    def new_connection(self) -> asyncio.BaseProtocol:
+        if not self.cap.admit(len(self.connections), self.max_connections):
+            return Refused()
+        lane = self.executor.lane() if isinstance(self.executor, LookupPool) else None
+
+        def new_session() -> Session:
+            session = Session(self.holder)
+            if lane is not None:
+                lane.domain = session.lookup_domain
+            return session
+
         connection = MilterConnection(
-            lambda: Session(self.holder),
-            self.executor,
-            self.connections.discard,
-            skip_data=self.skip_data,
+            new_session, lane or self.executor, self.connections.discard, skip_data=self.skip_data
         )
         self.connections.add(connection)
         return connection
+
+    @property
+    def max_connections(self) -> int:
+        """[milter] max_connections as now configured (a reload changes it), or the derived one."""
+        return self.cap.limit(self.holder.current.config.milter.max_connections)
 
     async def close(self, grace_s: float) -> None:
         """Stop accepting, let messages in progress finish for up to *grace_s*, close the rest.
@@ -207,7 +231,10 @@ def service_status(runtime: Runtime) -> str:
     """One line for `systemctl status`: where it listens and what it signs with."""
     keys = sum(len(ks) for ks in runtime.keyring.by_domain.values())
     domains = ", ".join(runtime.domains)
-    return f"listening on {runtime.config.milter.socket.libmilter}; {keys} keys for {domains}"
+    listening = f"listening on {runtime.config.milter.socket.libmilter}"
+    if not domains:
+        return f"{listening}; not signing: this host has no mail domain"
+    return f"{listening}; {keys} keys for {domains}"
 
 
 async def run(holder: RuntimeHolder, config: Config, reload_config: Callable[[], Config]) -> int:
@@ -215,8 +242,8 @@ async def run(holder: RuntimeHolder, config: Config, reload_config: Callable[[],
     forbid_waiting()  # this thread serves every connection: DNS waits go to the workers
     stop = asyncio.Event()
     stopping = threading.Event()
-    executor = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="lookup")
-    listener = Listener(holder, config, executor)
+    executor = LookupPool()
+    listener = Listener(holder, config, executor, raise_fd_limit())
 
     def on_stop(signum: signal.Signals) -> None:
         emit(_log, logging.INFO, {Field.EVENT: "stop", Field.DETAIL: signum.name})
@@ -233,7 +260,7 @@ async def run(holder: RuntimeHolder, config: Config, reload_config: Callable[[],
         loop.add_signal_handler(signal.SIGHUP, reload, holder, reload_config, executor)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, on_stop, signum)
-        announce(holder.current, "start")
+        announce(holder.current, "start", listener.max_connections)
         print(setup_text(holder.current), flush=True)
         KeyWatcher(holder, stopping).start()
         sweeper = asyncio.create_task(close_idle(listener.connections, holder))
@@ -284,21 +311,63 @@ def start_reputation(holder: RuntimeHolder) -> None:
 
 
 def reload(holder: RuntimeHolder, reload_config: Callable[[], Config], executor: Executor) -> None:
-    """Build a new Runtime from the files; on any problem keep running with the old one.
+    """SIGHUP: build a new Runtime from the files; on any problem keep running with the old one.
 
-    The runtime is swapped at once; the gate's engine is rebuilt on a worker, the old
-    one judging meanwhile, and "reloaded" is logged when both are in place. systemd
-    hears RELOADING=1 now and READY=1 once done, whether the reload took or not.
+    The files are read on a worker, never on this loop: a config or key file may be
+    slow, hostile or not a file at all, and every connection waits while the loop does.
+    The new runtime is swapped here on the loop; the gate's engine is rebuilt on a
+    worker, the old one judging meanwhile, and "reloaded" is logged when both are in
+    place. systemd hears RELOADING=1 now and READY=1 once done, whether the reload
+    took or not.
     """
     notify(RELOADING, monotonic_usec(), status("reloading"))
-    try:
-        config = reload_config()
-        runtime = load_runtime(config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            emit(_log, logging.ERROR, {Field.EVENT: "reload_failed", Field.DETAIL: str(problem)})
-        notify(READY, status(f"{service_status(holder.current)}; reload failed, see the log"))
-        return
+    loop = asyncio.get_running_loop()
+    loop.run_in_executor(executor, _read_for_reload, loop, holder, reload_config, executor)
+
+
+# One reading at a time, so that the runtimes reach the loop in the order they were read.
+# A reading never blocks for long: files are read non-blocking, lookups have a timeout.
+_reload_reads = threading.Lock()
+
+
+def _read_for_reload(
+    loop: asyncio.AbstractEventLoop,
+    holder: RuntimeHolder,
+    reload_config: Callable[[], Config],
+    executor: Executor,
+) -> None:
+    """On a worker: read config and key store, then hand the outcome to the loop."""
+    with _reload_reads:
+        outcome: Callable[[], None]
+        try:
+            config = reload_config()
+            runtime = load_runtime(config)
+        except ConfigError as exc:
+            outcome = functools.partial(_refuse_reload, holder, exc.problems)
+        except Exception as exc:  # a bug in reading: logged like a refusal, never a lost SIGHUP
+            problem = Problem("<reload>", "(internal)", repr(exc), "a report of this as a bug")
+            outcome = functools.partial(_refuse_reload, holder, (problem,))
+        else:
+            outcome = functools.partial(_swap_runtime, holder, runtime, executor)
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: we are stopping
+            loop.call_soon_threadsafe(outcome)
+
+
+def _refuse_reload(holder: RuntimeHolder, problems: Sequence[Problem]) -> None:
+    for problem in problems:
+        fields: dict[Field, object] = {
+            Field.EVENT: "reload_failed",
+            Field.FILE: problem.source,
+            Field.DETAIL: str(problem),
+            Field.FIX: problem.allowed,
+        }
+        emit(_log, logging.ERROR, fields)
+    notify(READY, status(f"{service_status(holder.current)}; reload failed, see the log"))
+
+
+def _swap_runtime(holder: RuntimeHolder, runtime: Runtime, executor: Executor) -> None:
+    """On the loop: the new runtime for the next message; the gate's engine rebuilt on a worker."""
+    config = runtime.config
     if config.milter.socket != holder.current.config.milter.socket:
         detail = "milter.socket changes only on restart"
         emit(_log, logging.WARNING, {Field.EVENT: "reload", Field.DETAIL: detail})

@@ -15,21 +15,21 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, TypeVar
 
 import Milter
 
 from reputable.config import Action, OnError
-from reputable.gate import GateDecision, decide_gate, summary_fields
+from reputable.gate import WARNING_HEADER, GateDecision, decide_gate, summary_fields
 from reputable.log import Field, emit, logger
 from reputable.policy import Envelope, Source, Verdict, classify_source, decide
-from reputable.reputation import MessageFacts
+from reputable.reputation import MessageFacts, WouldBlock
 from reputable.runtime import Runtime, RuntimeHolder
 from reputable.signing.headers import HeaderField
 from reputable.signing.signer import MessageSigner
 
 _log = logger("milter")
-WARNING_HEADER = "X-Reputable-Warning"
 F = TypeVar("F", bound=Callable[..., int])
 
 # Postfix's cleanup(8) presents mail from sendmail/pickup (non_smtpd_milters)
@@ -51,6 +51,17 @@ class Message:
     verdict: Verdict | None = None
     signer: MessageSigner | None = None
     spent_s: float = 0.0
+    # What the header block may still take ([milter] max_header_bytes, max_headers).
+    header_room: int = 0
+    fields_room: int = 0
+    overflow: Overflow | None = None  # set once either is used up: the fields are dropped
+
+
+class Overflow(StrEnum):
+    """A header block over the limits; the values are the log's `reason` field."""
+
+    BYTES = "headers_too_large"
+    COUNT = "too_many_headers"
 
 
 # Callbacks negotiated without a reply (SMFIP_NR_*): the MTA does not wait for
@@ -116,6 +127,7 @@ class Session(Milter.Base):
         self.local_submission = False
         self.message: Message | None = None
         self.deferred_failure = ""  # a no-reply callback that failed, answered at the next reply
+        self.waiting_for = ""  # the domain of the lookup that sent the end of headers to a worker
 
     def negotiate(self, opts: list[int]) -> int:
         answer: int = super().negotiate(opts)
@@ -138,7 +150,15 @@ class Session(Milter.Base):
     @_boundary
     def envfrom(self, mailfrom: str, *params: str) -> int:
         auth = self.getsymval("{auth_authen}")
-        self.message = Message(self.holder.current, auth or None, envelope_domain(mailfrom))
+        runtime = self.holder.current
+        limits = runtime.config.milter
+        self.message = Message(
+            runtime,
+            auth or None,
+            envelope_domain(mailfrom),
+            header_room=limits.max_header_bytes,
+            fields_room=limits.max_headers,
+        )
         return Milter.CONTINUE
 
     @_boundary
@@ -150,10 +170,18 @@ class Session(Milter.Base):
     @_boundary
     @Milter.decode("bytes")
     def header(self, name: str, value: bytes) -> int:
-        assert self.message is not None
-        self.message.fields.append(
-            HeaderField(name.encode("ascii", "surrogateescape"), header_value(value))
-        )
+        message = self.message
+        assert message is not None
+        if message.overflow is not None:
+            return Milter.CONTINUE  # answered at the end of headers
+        header = HeaderField(name.encode("ascii", "surrogateescape"), header_value(value))
+        message.header_room -= len(header.name) + len(header.value) + 3  # name ":" value CRLF
+        message.fields_room -= 1
+        if message.header_room < 0 or message.fields_room < 0:
+            message.overflow = Overflow.BYTES if message.header_room < 0 else Overflow.COUNT
+            message.fields = []  # never signed over part of its header: nothing is kept
+        else:
+            message.fields.append(header)
         return Milter.CONTINUE
 
     @_boundary
@@ -163,6 +191,8 @@ class Session(Milter.Base):
         message.queue_id = self.getsymval("i") or message.queue_id
         envelope = Envelope(self.client, message.auth_user, self.local_submission)
         source = classify_source(envelope, message.runtime.config.trust)
+        if message.overflow is not None:
+            return self.refuse_overflow(message, message.overflow, source)
         from_values = [f.value for f in message.fields if f.key == b"from"]
         verdict = decide(source, from_values, message.runtime.domains, message.runtime.keyring)
         message.verdict = verdict
@@ -186,7 +216,11 @@ class Session(Milter.Base):
         reputation = self.holder.reputation
         if reputation is None:
             return
-        facts = reputation.facts(message.mail_from_domain, verdict.from_domain, verdict.keys)
+        try:
+            facts = reputation.facts(message.mail_from_domain, verdict.from_domain, verdict.keys)
+        except WouldBlock as miss:  # run again on a worker, in the queue of this domain
+            self.waiting_for = miss.domain
+            raise
         config = message.runtime.config
         message.facts = facts
         message.gate = decide_gate(facts.findings, config.actions, config.milter.mode)
@@ -203,6 +237,26 @@ class Session(Milter.Base):
         self.log_message(gate.action.value, self.message.verdict)
         self.message = None
         return answer
+
+    def refuse_overflow(self, message: Message, overflow: Overflow, source: Source) -> int:
+        """A header block over the limits: answered as on_error says, never signed."""
+        limits = message.runtime.config.milter
+        if overflow is Overflow.BYTES:
+            over = f"more than {limits.max_header_bytes} bytes of header fields (max_header_bytes)"
+        else:
+            over = f"more than {limits.max_headers} header fields (max_headers)"
+        action = limits.on_error
+        self.log_message(action.value, None, reason=overflow, source=source, detail=over)
+        self.message = None
+        if action is OnError.ACCEPT:
+            return Milter.ACCEPT
+        # RFC 3463 X.3.4: message too big for system.
+        self.setreply("451", "4.3.4", f"reputable: message header refused: {over}")
+        return Milter.TEMPFAIL
+
+    def lookup_domain(self) -> str:
+        """The domain whose lookup the end of headers waits for (the lookup pool's queue)."""
+        return self.waiting_for
 
     @Milter.noreply
     @_boundary
@@ -267,14 +321,22 @@ class Session(Milter.Base):
         self.setreply("451", "4.3.0", "reputable: temporary failure while signing, try again later")
         return Milter.TEMPFAIL
 
-    def log_message(self, action: str, verdict: Verdict | None, reason: str | None = None) -> None:
+    def log_message(
+        self,
+        action: str,
+        verdict: Verdict | None,
+        reason: str | None = None,
+        *,
+        source: Source | None = None,
+        detail: str | None = None,
+    ) -> None:
         message = self.message
         spent = message.spent_s if message else 0.0
         signed = ",".join(k.label for k in verdict.keys) if verdict else ""
         fields: dict[Field, object] = {
             Field.QUEUE_ID: self.message.queue_id if self.message else "-",
             Field.ACTION: action,
-            Field.SOURCE: verdict.source if verdict else Source.EXTERNAL,
+            Field.SOURCE: source or (verdict.source if verdict else Source.EXTERNAL),
             Field.CLIENT: "local" if self.local_submission else self.client or "-",
             Field.FROM_DOMAIN: (verdict.from_domain if verdict else None) or "-",
             Field.DKIM: signed or "none",
@@ -282,6 +344,8 @@ class Session(Milter.Base):
         }
         if message is not None and message.facts is not None and message.gate is not None:
             fields.update(gate_fields(message.facts, message.gate))
+        if detail is not None:
+            fields[Field.DETAIL] = detail
         fields[Field.MS] = f"{spent * 1000:.2f}"
         emit(_log, logging.INFO, fields)
 
@@ -295,6 +359,7 @@ def gate_fields(facts: MessageFacts, gate: GateDecision) -> dict[Field, object]:
         Field.DMARC: words.get("dmarc", "-"),
         Field.CHECKS: gate.failed_checks or None,
         Field.WOULD_BE: gate.would_be,
+        Field.DETAIL: gate.detail() or None,  # what a flag header no longer tells recipients
     }
 
 

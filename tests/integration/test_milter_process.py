@@ -93,3 +93,18 @@ def test_a_connection_left_silent_is_closed_after_milter_timeout(milter: MilterD
     run(scenario(), 10)
     events = [line.get("event") for line in milter.lines()]
     assert "timeout" in events
+
+
+def test_the_start_and_reloaded_lines_say_the_mode(milter: MilterDaemon) -> None:
+    milter.start()  # the fixture's config: mode = "monitor"
+    (start,) = milter.wait_for_event("start")
+    assert (start["mode"], start["domain"], start["keys"]) == (
+        "monitor",
+        "example.com",
+        "example.com/r1/rsa-sha256",
+    )
+    milter.mode = "enforce"
+    milter.write_config()
+    milter.reload()
+    (reloaded,) = milter.wait_for_event("reloaded")
+    assert reloaded["mode"] == "enforce"

@@ -116,8 +116,12 @@ class DebianContainer(Service):
             if self.leader and self._system_state() in ("running", "degraded"):
                 return self
             time.sleep(0.2)
+        waiting = self._pending_jobs() if self.leader else "(systemd never started)"
         self.stop()
-        raise ContainerError(f"no booted system after {timeout}s:\n{self.console_text()}")
+        raise ContainerError(
+            f"no booted system after {timeout}s; jobs still waiting:\n{waiting}\n"
+            f"console:\n{self.console_text()}"
+        )
 
     def _check_alive(self) -> None:
         assert self._nspawn is not None
@@ -138,6 +142,13 @@ class DebianContainer(Service):
             if int(fields[1]) == self._nspawn.pid and "systemd" in stat[: stat.rindex(")")]:
                 return int(entry.name)
         return 0
+
+    def _pending_jobs(self) -> str:
+        try:
+            done = self.run("systemctl list-jobs --no-pager", check=False, timeout=10)
+        except (ContainerError, subprocess.TimeoutExpired) as exc:
+            return f"(cannot ask: {exc})"
+        return done.stdout.strip()
 
     def _system_state(self) -> str:
         done = self.run("systemctl is-system-running", check=False, timeout=10)

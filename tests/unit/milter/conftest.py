@@ -1,8 +1,10 @@
-"""Keys shared by the milter's in-process tests."""
+"""Keys and an event loop shared by the milter's in-process tests."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,3 +24,11 @@ def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             == 0
         )
     return root
+
+
+@pytest.fixture(scope="session")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """A loop for connections driven by hand (the fuzzing): they schedule on it, it seldom runs."""
+    made = asyncio.new_event_loop()
+    yield made
+    made.close()

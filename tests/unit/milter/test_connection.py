@@ -166,7 +166,11 @@ def body_and_end(body: bytes = BODY, queue_id: str = "4Xy1") -> list[bytes]:
     ]
 
 
-def signed(replies: list[tuple[bytes, bytes]], fields: list[tuple[str, bytes]] = HEADERS) -> bytes:
+def signed(
+    replies: list[tuple[bytes, bytes]],
+    fields: list[tuple[str, bytes]] = HEADERS,
+    body: bytes = BODY,
+) -> bytes:
     """The message as Postfix passes it on: inserted fields on top, then the original."""
     added = b""
     for code, data in replies:
@@ -174,7 +178,7 @@ def signed(replies: list[tuple[bytes, bytes]], fields: list[tuple[str, bytes]] =
             name, value, _ = data[4:].split(b"\0")
             added += (name + b":" + value).replace(b"\n", b"\r\n") + b"\r\n"
     original = b"".join(n.encode() + b":" + v.replace(b"\n", b"\r\n") + b"\r\n" for n, v in fields)
-    return added + original + b"\r\n" + BODY
+    return added + original + b"\r\n" + body
 
 
 @pytest.fixture
@@ -310,6 +314,7 @@ def test_a_failure_in_an_unanswered_step_is_answered_at_the_end_with_451(
     "garbage",
     [
         struct.pack(">I", 0xFFFFFFFF) + b"B",  # a length no MTA sends
+        struct.pack(">I", 1 << 20) + b"B",  # a 1 MiB body chunk: refused before its data
         p.packet(b"Z", b"what"),  # no such command
         p.packet(b"C", b"no-family"),  # a connect without its family
     ],

@@ -56,14 +56,22 @@ def test_flags_and_stages_are_libmilters() -> None:
 
 
 def test_packets_come_out_whole_when_fed_one_byte_at_a_time() -> None:
-    stream = p.packet(b"L", b"From\0 a@b\0") + p.packet(b"N") + p.packet(b"B", b"x" * 70000)
+    body = b"x" * (p.MAX_PACKET - 1)  # Postfix's largest body chunk: 65535 bytes
+    header = b"To\0" + b" a@example.com," * 6800 + b"\0"  # up to its header_size_limit: 102400
+    stream = p.packet(b"L", b"From\0 a@b\0") + p.packet(b"N") + p.packet(b"B", body)
+    stream += p.packet(b"L", header)
     reader = p.PacketReader()
     got = []
     for i in range(len(stream)):
         reader.add(stream[i : i + 1])
         while (item := reader.next()) is not None:
             got.append(item)
-    assert got == [(ord("L"), b"From\0 a@b\0"), (ord("N"), b""), (ord("B"), b"x" * 70000)]
+    assert got == [
+        (ord("L"), b"From\0 a@b\0"),
+        (ord("N"), b""),
+        (ord("B"), body),
+        (ord("L"), header),
+    ]
     assert reader.pending == 0
 
 
@@ -89,12 +97,63 @@ def test_any_split_of_any_packets_is_reassembled(
     assert got == packets
 
 
-@pytest.mark.parametrize("length", [0, p.MAX_PACKET + 1, 0xFFFFFFFF])
-def test_an_impossible_length_is_a_protocol_error(length: int) -> None:
+@pytest.mark.parametrize(
+    ("length", "command", "named"),
+    [
+        (0, b"B", "body"),
+        (p.MAX_PACKET + 1, b"B", "body"),  # more than a body chunk: refused before its data
+        (p.MAX_PACKET + 1, b"D", "macro"),
+        (p.MAX_HEADER_PACKET + 1, b"L", "header"),
+        (0xFFFFFFFF, b"", None),  # refused on its length alone
+    ],
+)
+def test_an_impossible_length_is_a_protocol_error_as_soon_as_it_arrives(
+    length: int, command: bytes, named: str | None
+) -> None:
     reader = p.PacketReader()
-    reader.add(struct.pack(">I", length) + b"B")
-    with pytest.raises(p.ProtocolError, match="packet length"):
+    reader.add(struct.pack(">I", length) + command)
+    with pytest.raises(p.ProtocolError, match="packet length") as refused:
         reader.next()
+    assert refused.value.command == named
+
+
+def test_a_header_may_be_longer_than_other_packets_and_waits_for_its_command() -> None:
+    reader = p.PacketReader()
+    reader.add(struct.pack(">I", p.MAX_HEADER_PACKET))
+    assert reader.next() is None  # a header's length: the command decides
+    reader.add(b"L")
+    assert reader.next() is None
+    assert reader.capacity == p.BUFFER  # nothing committed for what has not arrived
+
+
+def test_memory_follows_the_bytes_that_arrived_not_the_length_claimed() -> None:
+    reader = p.PacketReader()
+    reader.add(struct.pack(">I", p.MAX_PACKET) + b"B" + b"x" * 10)
+    assert reader.next() is None
+    assert reader.capacity == p.BUFFER
+    reader.add(b"x" * (p.MAX_PACKET - 11) + p.packet(b"N")[:3])  # the whole chunk, and a bit more
+    assert reader.next() == (p.BODY, b"x" * (p.MAX_PACKET - 1))
+    assert reader.capacity > p.MAX_PACKET
+    reader.settle()  # what the connection does after each batch of packets
+    assert reader.capacity == p.BUFFER and reader.pending == 3  # shrunk back, bytes kept
+    reader.add(p.packet(b"N")[3:])
+    assert reader.next() == (p.EOH, b"")
+
+
+def test_a_growing_backlog_is_copied_a_logarithmic_number_of_times() -> None:
+    """Packets left waiting (a lookup pending) never make each read copy them all again."""
+    reader = p.PacketReader()
+    chunk = p.packet(b"B", b"y" * 1000)
+    sizes = {reader.capacity}
+    for _ in range(4000):  # 4 MB in reads of 1 KB, nothing taken
+        room = reader.space()
+        room[: len(chunk)] = chunk
+        reader.wrote(len(chunk))
+        sizes.add(reader.capacity)
+    assert reader.pending == 4000 * len(chunk)
+    assert len(sizes) <= 8  # fourfold: 4 KiB .. 16 MiB (growing 16 KiB at a time: 250 sizes)
+    taken = [reader.next() for _ in range(4000)]
+    assert taken == [(p.BODY, b"y" * 1000)] * 4000
 
 
 def test_connect_in_the_shapes_pymilter_gives() -> None:
@@ -124,9 +183,11 @@ def test_a_malformed_connect_is_a_protocol_error(data: bytes) -> None:
 
 
 def test_macros_header_and_strings() -> None:
-    stage, values = p.parse_macros(b"M{auth_authen}\0alice\0i\0ABC123\0")
-    assert (stage, values) == (p.MAIL, {"{auth_authen}": "alice", "i": "ABC123"})
-    assert p.parse_macros(b"Ni\0") == (p.EOH, {})  # a name without its value is dropped
+    stage, macros = p.parse_macros(b"M{auth_authen}\0alice\0i\0ABC123\0")
+    assert (stage, macros) == (p.MAIL, b"{auth_authen}\0alice\0i\0ABC123\0")  # kept as sent
+    assert p.macro_value(macros, (b"i", b"{i}")) == b"ABC123"
+    assert p.macro_value(macros, (b"{auth_authen}",)) == b"alice"
+    assert p.macro_value(b"i\0", (b"i",)) is None  # a name without its value is not defined
     with pytest.raises(p.ProtocolError):
         p.parse_macros(b"")
     assert p.parse_header(b"Subject\0 a\n\tfolded\xff\0") == ("Subject", b" a\n\tfolded\xff")
@@ -134,6 +195,25 @@ def test_macros_header_and_strings() -> None:
         p.parse_header(b"Subject")
     assert p.strings(b"<a@b>\0SIZE=10\0") == [b"<a@b>", b"SIZE=10"]
     assert p.strings(b"<a@b>") == [b"<a@b>"]
+
+
+def test_a_macro_packet_holds_at_most_max_macro_names() -> None:
+    most = b"M" + b"".join(b"{m%d}\0v\0" % i for i in range(p.MAX_MACRO_NAMES))
+    assert p.parse_macros(most)[0] == p.MAIL
+    with pytest.raises(p.ProtocolError, match="65 macros in one packet") as refused:
+        p.parse_macros(most + b"one\0more\0")
+    assert refused.value.command == "macro"
+
+
+@pytest.mark.parametrize(("command", "name"), [(p.MAIL, "mail"), (p.RCPT, "rcpt")])
+def test_an_envelope_command_without_its_address_is_a_protocol_error(
+    command: int, name: str
+) -> None:
+    assert p.parse_envelope(command, b"<>\0") == [b"<>"]
+    assert p.parse_envelope(command, b"<a@b>\0SIZE=10\0") == [b"<a@b>", b"SIZE=10"]
+    with pytest.raises(p.ProtocolError, match=f"{name} without an address") as refused:
+        p.parse_envelope(command, b"")
+    assert refused.value.command == name
 
 
 def test_option_negotiation_round_trip() -> None:
