@@ -199,16 +199,18 @@ def test_p1_a_peer_trickling_one_packet_is_timed_out(start: Callable[..., Daemon
         mta = await open_mta(daemon)
         mta.writer.write(struct.pack(">I", MAX_LENGTH) + b"L")
         began = time.monotonic()
-        while time.monotonic() - began < 12:
-            try:
-                mta.writer.write(b"x")
-                await mta.writer.drain()
-                if await closed_by_daemon(mta, 0.2):
+        try:
+            while time.monotonic() - began < 12:
+                try:
+                    mta.writer.write(b"x")
+                    await mta.writer.drain()
+                    if await closed_by_daemon(mta, 0.2):
+                        return time.monotonic() - began
+                except ConnectionError:
                     return time.monotonic() - began
-            except ConnectionError:
-                return time.monotonic() - began
-        await mta.close()
-        return None
+            return None
+        finally:
+            await mta.close()
 
     after = run(scenario(), SCENARIO_TIMEOUT_S)
     print(f"P1 trickle: closed after {after} s")
