@@ -27,7 +27,7 @@ from reputable.keys.keyring import Keyring, build_keyring
 from reputable.keys.lifecycle_commands import activate_pending
 from reputable.keys.record import public_key_base64
 from reputable.keys.store import read_store
-from reputable.log import Field, emit, logger
+from reputable.log import Field, emit, emit_problems, logger
 from reputable.runtime import RuntimeHolder, load_runtime
 
 _log = logger("keys")
@@ -144,14 +144,7 @@ class KeyWatcher:
             # person looks before the first message; now, dropping a key that others could read
             # would leave its domain's mail unsigned and could not undo the reading (the fix
             # says to rotate it).
-            for problem in exc.problems:
-                fields: dict[Field, object] = {
-                    Field.EVENT: "keys_reload_failed",
-                    Field.FILE: problem.source,
-                    Field.DETAIL: str(problem),
-                    Field.FIX: problem.allowed,
-                }
-                emit(_log, logging.ERROR, fields)
+            emit_problems(_log, "keys_reload_failed", exc.problems)
             return
         self.holder.replace(runtime)
         signing = " ".join(k.label for ks in runtime.keyring.by_domain.values() for k in ks)

@@ -14,11 +14,12 @@ import os
 import re
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
 from reputable.config import LogConfig, LogFormat
+from reputable.errors import Problem
 
 ROOT = "reputable"
 _FIELDS_ATTR = "reputable_fields"
@@ -76,6 +77,18 @@ def emit(
     """Log one line made of fields (with the current exception's traceback if `exc_info`)."""
     if log.isEnabledFor(level):
         log.log(level, "", extra={_FIELDS_ATTR: fields}, exc_info=exc_info)
+
+
+def emit_problems(log: logging.Logger, event: str, problems: Iterable[Problem]) -> None:
+    """One error line per config or key problem: the file, what is wrong, and the fix."""
+    for problem in problems:
+        fields: dict[Field, object] = {
+            Field.EVENT: event,
+            Field.FILE: problem.source,
+            Field.DETAIL: str(problem),
+            Field.FIX: problem.allowed,
+        }
+        emit(log, logging.ERROR, fields)
 
 
 def record_fields(record: logging.LogRecord) -> dict[str, object]:

@@ -32,7 +32,7 @@ from reputable.errors import ConfigError, Problem
 from reputable.host import postconf
 from reputable.keys.record import record_value, zone_file_line
 from reputable.keywatch import KeyWatcher
-from reputable.log import Field, configure_logging, emit, logger
+from reputable.log import Field, configure_logging, emit, emit_problems, logger
 from reputable.milter.connection import MilterConnection
 from reputable.milter.limits import (
     ConnectionCap,
@@ -354,14 +354,7 @@ def _read_for_reload(
 
 
 def _refuse_reload(holder: RuntimeHolder, problems: Sequence[Problem]) -> None:
-    for problem in problems:
-        fields: dict[Field, object] = {
-            Field.EVENT: "reload_failed",
-            Field.FILE: problem.source,
-            Field.DETAIL: str(problem),
-            Field.FIX: problem.allowed,
-        }
-        emit(_log, logging.ERROR, fields)
+    emit_problems(_log, "reload_failed", problems)
     notify(READY, status(f"{service_status(holder.current)}; reload failed, see the log"))
 
 

@@ -10,7 +10,6 @@ daemon's own process before `reputable milter` starts. Every wait is bounded.
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import resource
 import subprocess
@@ -22,8 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from reputable.config import Config, SigningConfig
-from reputable.keys.commands import new_command
 from reputable.milter import protocol as p
 from tests.integration.daemon import MilterDaemon
 from tests.integration.harness.dnsserver import DnsServer
@@ -42,20 +39,6 @@ pytestmark = pytest.mark.integration
 SCENARIO_TIMEOUT_S = 120
 IDLE_CONNECTIONS = 2000
 FROM = ("From", b" Alice <alice@example.com>")
-
-
-@pytest.fixture(scope="module")
-def dns() -> Iterator[DnsServer]:
-    with DnsServer([("127.0.0.1", 0)]) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("keys")
-    config = Config(signing=SigningConfig(domains=("example.com",), keys=root))
-    assert new_command(config, "example.com", "r1", "rsa", 2048, False, out=io.StringIO()) == 0
-    return root
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -57,12 +57,6 @@ STOP_TIMEOUT_S = 10
 RSA_512_PEM = (Path(__file__).parents[1] / "unit" / "data" / "rsa-512.pem").read_bytes()
 
 
-@pytest.fixture(scope="module")
-def dns() -> Iterator[DnsServer]:
-    with DnsServer([("127.0.0.1", 0)]) as server:
-        yield server
-
-
 @pytest.fixture
 def milter(dns: DnsServer, tmp_path: Path) -> Iterator[MilterDaemon]:
     """A daemon (not started) for example.com, its store holding one good key, r1."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import struct
 import time
 from collections.abc import Callable, Iterator
@@ -21,8 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from reputable.config import Config, SigningConfig
-from reputable.keys.commands import new_command
 from reputable.milter import protocol as p
 from tests.hostile.peer import (
     Daemon,
@@ -51,20 +48,6 @@ SCENARIO_TIMEOUT_S = 120
 CHUNK = 65535  # Postfix's body chunk (MILTER_CHUNK_SIZE), libmilter's MILTER_MAX_DATA_SIZE
 MAX_LENGTH = CHUNK + 1  # with the command byte
 LEGITIMATE_S = 2.0  # the slowest legitimate transaction during an attack (today: 10-60 ms)
-
-
-@pytest.fixture(scope="module")
-def dns() -> Iterator[DnsServer]:
-    with DnsServer([("127.0.0.1", 0)]) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("keys")
-    config = Config(signing=SigningConfig(domains=("example.com",), keys=root))
-    assert new_command(config, "example.com", "r1", "rsa", 2048, False, out=io.StringIO()) == 0
-    return root
 
 
 @pytest.fixture
