@@ -1,5 +1,5 @@
 """A hostile peer against the real daemon: header blocks and connections past every limit
-(issue 11, P4 and P5), with the legitimate MTA's mail going on beside it.
+with the legitimate MTA's mail going on beside it.
 
 The peer speaks the milter protocol itself over TCP on 127.0.0.1, which any
 local user can reach. Memory is read from /proc (VmHWM, the peak, reset through

@@ -1,4 +1,4 @@
-"""Lookups that never end against the real daemon (issue 11, P6): messages from domains whose
+"""Lookups that never end against the real daemon: messages from domains whose
 name servers never answer delay no message from another domain, and the same lookup wanted
 by many messages at once is asked once.
 
@@ -94,7 +94,7 @@ def test_a_fresh_domain_does_not_wait_behind_64_stuck_ones(
     milter: MilterDaemon, dns: DnsServer
 ) -> None:
     """Before: 16 lookup threads in one queue; the fresh domain's message waited 8.4 s here
-    (16.3 s in the issue's run, with more queries per message)."""
+    (16.3 s measured with more queries per message)."""
     domains = [f"stuck{i}.example" for i in range(STUCK)]
     stuck(dns, domains)
     took: dict[str, float] = {}

@@ -1,9 +1,9 @@
-"""A hostile peer against the real daemon: the protocol engine's own limits (issue 11).
+"""A hostile peer against the real daemon: the protocol engine's own limits.
 
 One test (or a few) per row: P1 lengths and buffers, P2 backpressure, P3
 macros, P7 macros that outlive their message, P8 MAIL or RCPT without an
 argument, P9 commands out of order, P10 negotiation. Each asserts the fixed
-behaviour with a bound that today's code missed by far (the figures it
+behaviour with a bound that the code before these limits missed by far (the figures it
 measured are in the comments), generous enough for a shared 2-core machine.
 A legitimate signed transaction runs beside every attack and must complete in
 time, and no attack may make the daemon log an internal error or a traceback.
@@ -47,7 +47,7 @@ SCENARIO_TIMEOUT_S = 120
 # Written out, not taken from reputable: the limits the tests hold the code to.
 CHUNK = 65535  # Postfix's body chunk (MILTER_CHUNK_SIZE), libmilter's MILTER_MAX_DATA_SIZE
 MAX_LENGTH = CHUNK + 1  # with the command byte
-LEGITIMATE_S = 2.0  # the slowest legitimate transaction during an attack (today: 10-60 ms)
+LEGITIMATE_S = 2.0  # the slowest legitimate transaction during an attack (usually 10-60 ms)
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_p1_a_claimed_length_commits_nothing_and_a_claim_over_the_limit_is_refus
 ) -> None:
     """1,000 connections claim a 1 MiB body chunk, 1,000 a 1 MiB header; each sends 100 bytes.
 
-    Today: none is closed, each holds a buffer the size of its claim (+912 MB), and a
+    Before: none was closed, each holds a buffer the size of its claim (+912 MB), and a
     legitimate transaction meanwhile takes up to 7.8 s.
     """
     daemon = start()
@@ -145,7 +145,7 @@ def test_p1_an_idle_connection_holds_a_few_kib_even_after_a_large_packet(
 ) -> None:
     """500 connections each send a 64 KiB packet, then the start of another, and go idle.
 
-    Today each keeps an 80 KiB buffer: +78 KiB per connection.
+    Before, each kept an 80 KiB buffer: +78 KiB per connection.
     """
     daemon = start()
     # Postfix's end-of-data macros before a body chunk (never stored), as large as allowed.
@@ -175,7 +175,7 @@ def test_p1_an_idle_connection_holds_a_few_kib_even_after_a_large_packet(
 
 
 def test_p1_a_peer_trickling_one_packet_is_timed_out(start: Callable[..., Daemon]) -> None:
-    """A deadline per packet: a byte every 0.2 s does not keep it (today: open after 12 s)."""
+    """A deadline per packet: a byte every 0.2 s does not keep it (before: open after 12 s)."""
     daemon = start(milter_timeout="2s")
 
     async def scenario() -> float | None:
@@ -213,7 +213,7 @@ def test_p2_a_connection_waiting_for_its_lookup_is_not_read(
 ) -> None:
     """After end of headers, body chunks streamed without waiting for the answer.
 
-    Today the daemon reads them all, copying its backlog each time it grows: 6 s of
+    Before, the daemon read them all, copying its backlog each time it grows: 6 s of
     attack cost 3.05 s of CPU and +19.5 MB, and held a legitimate transaction 5.4 s.
     """
     dns.set_drop("slow.example.net")
@@ -267,7 +267,7 @@ def test_p2_a_connection_waiting_for_its_lookup_is_not_read(
 def test_p3_macros_cost_what_they_weigh(start: Callable[..., Daemon]) -> None:
     """40 connections send 7 macro packets of 60 KB each, one per stage that is kept.
 
-    Half hold 10,000 names each, half one 60 KB value. Today: all kept, +126 MB, and a
+    Half hold 10,000 names each, half one 60 KB value. Before: all kept, +126 MB, and a
     legitimate transaction meanwhile takes up to 3.5 s.
     """
     daemon = start()
@@ -308,7 +308,7 @@ def test_p3_macros_cost_what_they_weigh(start: Callable[..., Daemon]) -> None:
 def test_p7_a_login_does_not_outlive_its_message(start: Callable[..., Daemon]) -> None:
     """Authenticated, accepted at end of headers; then a message without a login.
 
-    Today the second is logged source=authenticated and signed.
+    Before, the second was logged source=authenticated and signed.
     """
     daemon = start()
 
@@ -344,7 +344,7 @@ def test_p7_a_login_does_not_outlive_its_message(start: Callable[..., Daemon]) -
 def test_p8_an_envelope_command_without_its_address_is_a_protocol_error(
     start: Callable[..., Daemon], command: str
 ) -> None:
-    """Today: event=error IndexError and internal_error."""
+    """Before: event=error IndexError and internal_error."""
     daemon = start()
     if command == "mail":
         packets = [connect(), p.packet(b"M")]
@@ -380,7 +380,7 @@ OUT_OF_ORDER = {
 def test_p9_a_message_step_before_mail_is_refused_before_any_callback(
     start: Callable[..., Daemon], command: str
 ) -> None:
-    """Today: 451 and AssertionError() in the log (or, for a header, silence)."""
+    """Before: 451 and AssertionError() in the log (or, for a header, silence)."""
     daemon = start()
 
     async def scenario() -> tuple[bytes, bool, float]:
@@ -406,7 +406,7 @@ def test_p9_a_message_step_before_mail_is_refused_before_any_callback(
 
 
 def test_p10_negotiation_answers_no_bit_it_does_not_know(start: Callable[..., Daemon]) -> None:
-    """Today: an MTA offering protocol 0xffffffff gets undefined bits back."""
+    """Before: an MTA offering protocol 0xffffffff gets undefined bits back."""
     daemon = start()
 
     async def scenario() -> tuple[int, int]:
@@ -431,7 +431,7 @@ def test_p10_negotiation_answers_no_bit_it_does_not_know(start: Callable[..., Da
 def test_p10_an_mta_that_does_not_allow_the_actions_needed_is_refused(
     start: Callable[..., Daemon], actions: int, missing: str
 ) -> None:
-    """Today it is accepted, then every signable message gets 451 internal_error."""
+    """Before, it was accepted, then every signable message got 451 internal_error."""
     daemon = start()
 
     async def scenario() -> tuple[bytes, float]:

@@ -248,9 +248,9 @@ def test_unreachable_dns_is_said_once_and_quickly(setup: Path) -> None:
     assert elapsed < 60
 
 
-# --- DNS that cannot be trusted (issue 10, items 1, 3 and 7) ---
+# --- DNS that cannot be trusted ---
 
-# dnspython's own words, which must never reach an admin (issue 10, item 3).
+# dnspython's own words, which must never reach an admin.
 DNSPYTHON_WORDS = (
     "There is no SOA RR",
     "This should never happen",

@@ -336,7 +336,7 @@ def test_public_resolver_answer_is_not_a_listing(
     assert line["dnsbl"] == "error"
 
 
-# --- a resolver that cannot see the internet's DNS (issue 10, item 2) ---
+# --- a resolver that cannot see the internet's DNS ---
 
 DNSPYTHON_WORDS = ("There is no SOA RR", "The DNS query name does not exist", "All nameservers")
 

@@ -1,4 +1,4 @@
-"""`keys list` and `keys activate` when a key's record cannot be checked (issue 10, items 3, 10).
+"""`keys list` and `keys activate` when a key's record cannot be checked.
 
 The commands run as an admin runs them (`python -m reputable`, a config
 file, a key store on disk). The resolver is a server of its own that answers

@@ -1,4 +1,4 @@
-"""The milter's limits against a hostile peer (issue 11, P4 and P5), in-process: the config keys,
+"""The milter's limits against a hostile peer, header block and connections, in-process: the config keys,
 the header-block cap as the MTA sees it, the connection cap and its rate-limited log line."""
 
 from __future__ import annotations

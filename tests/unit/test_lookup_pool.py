@@ -1,5 +1,5 @@
 """The lookup pool and the caches in front of it: a stuck domain delays nobody else, and the
-same lookup running twice at once is asked once (issue 11, P6). Threads, no network."""
+same lookup running twice at once is asked once. Threads, no network."""
 
 from __future__ import annotations
 

@@ -70,7 +70,7 @@ def test_every_resolver_failure_has_a_short_reason_of_ours(exc: Exception, reaso
 
 @pytest.mark.parametrize("server", ["127.0.0.1", "Do53:127.0.0.1@53"])  # dnspython 2.3, later
 def test_dnspython_words_never_come_through(server: str) -> None:
-    # The messages users saw (issue 10): whatever dnspython says, our words come out.
+    # The messages users saw: whatever dnspython says, our words come out.
     leaked = [
         "There is no SOA RR at the DNS root name",
         "The DNS query name does not exist",

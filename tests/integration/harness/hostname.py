@@ -14,7 +14,7 @@ from pathlib import Path
 # What socket.getfqdn() says on host "vm" with each /etc/hosts: the three ways a machine
 # installed without a domain names itself.
 HOSTS = {
-    "localhost": "127.0.0.1 localhost\n127.0.0.1 vm\n",  # Debian cloud images; the host
+    "localhost": "127.0.0.1 localhost\n127.0.0.1 vm\n",  # Debian cloud images, whose host is named vm
     "vm": "127.0.0.1 localhost\n127.0.1.1 vm\n",  # Debian's installer, no domain given
     "vm.localdomain": "127.0.0.1 localhost\n127.0.1.1 vm.localdomain vm\n",
 }

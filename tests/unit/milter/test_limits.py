@@ -1,6 +1,6 @@
 """The protocol engine against a peer that breaks the rules, in-process over real sockets.
 
-Each test takes one rule of issue 11 (limits, backpressure, the state table,
+Each test takes one rule against hostile peers (limits, backpressure, the state table,
 negotiation, macros forgotten at the end of a message) and checks it where
 the connection keeps its state; `tests/hostile/` does the same against a
 real `reputable milter` process, from the outside.
