@@ -1,0 +1,119 @@
+"""One line of a mail log, whatever wrote it: its time, the program, the text. Pure.
+
+The shapes read (one file may mix them, as a log rotated across a change can):
+
+* traditional syslog, ``Dec  3 14:05:01 host postfix/smtp[123]: text`` (the
+  year is not written: the latest one that does not put the line in the
+  future);
+* Postfix's own ``maillog_file``, the same with a zero-padded day
+  (``Dec 03``), and either with fractional seconds;
+* ISO 8601 / RFC 3339 stamps (rsyslog's high-precision format,
+  ``journalctl -o short-iso``): ``2026-12-03T14:05:01.123+00:00 host prog[1]: text``;
+* RFC 5424: ``<22>1 2026-12-03T14:05:01Z host postfix/smtp 123 - - text``;
+* ``journalctl -o cat``: the text alone (no time, no program).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"),
+        start=1,
+    )
+}
+_TRADITIONAL = re.compile(
+    r"(?P<mon>[A-Z][a-z]{2}) {1,2}(?P<day>\d{1,2}) (?P<h>\d\d):(?P<m>\d\d):(?P<s>\d\d)"
+    r"(?:\.(?P<frac>\d{1,6})\d*)? (?P<host>\S+) (?P<rest>.*)"
+)
+_ISO = re.compile(
+    r"(?P<stamp>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?) "
+    r"(?P<host>\S+) (?P<rest>.*)"
+)
+_RFC5424 = re.compile(
+    r"<\d{1,3}>1 (?P<stamp>\S+) (?P<host>\S+) (?P<app>\S+) (?P<pid>\S+) \S+ "
+    r"(?:-|(?:\[(?:[^\]\\]|\\.)*\])+) ?(?P<text>.*)"
+)
+_PROGRAM = re.compile(r"(?P<program>[A-Za-z0-9_./-]+)(?:\[(?P<pid>\d+)\])?: (?P<text>.*)")
+# A line more than this far ahead of "now" belongs to the year before (a rotated log read in
+# January); syslog hosts' clocks may run a little ahead.
+_FUTURE_SLACK = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    time: datetime | None  # aware; None when the line carries none (journalctl -o cat)
+    program: str  # "postfix/smtp", "reputable"; "" when the line does not say
+    text: str  # what the program wrote
+
+
+def parse_line(line: str, now: datetime, local: tzinfo | None = None) -> LogLine:
+    """The line's parts; a line of no known shape is all text (never an error).
+
+    `now` (aware) places a year-less stamp; `local` is the zone such stamps are in
+    (default: `now`'s).
+    """
+    line = line.rstrip("\r\n")
+    if line.startswith("<"):
+        found = _RFC5424.fullmatch(line)
+        if found is not None:
+            app = found["app"] if found["app"] != "-" else ""
+            return LogLine(_iso_time(found["stamp"], now), app, found["text"])
+    found = _TRADITIONAL.fullmatch(line)
+    if found is not None:
+        return _with_program(_traditional_time(found, now, local), found["rest"])
+    found = _ISO.fullmatch(line)
+    if found is not None:
+        return _with_program(_iso_time(found["stamp"], now), found["rest"])
+    return _with_program(None, line)
+
+
+def _with_program(time: datetime | None, rest: str) -> LogLine:
+    found = _PROGRAM.fullmatch(rest)
+    if found is None:
+        return LogLine(time, "", rest)
+    if time is None and found["pid"] is None and "/" not in found["program"]:
+        # No stamp, so no syslog header: "994572305BB: to=..." (journalctl -o cat) is text.
+        return LogLine(None, "", rest)
+    return LogLine(time, found["program"], found["text"])
+
+
+def _traditional_time(found: re.Match[str], now: datetime, local: tzinfo | None) -> datetime | None:
+    zone = local or now.tzinfo or UTC
+    micro = int((found["frac"] or "0").ljust(6, "0"))
+    try:
+        stamp = datetime(
+            now.year,
+            _MONTHS[found["mon"]],
+            int(found["day"]),
+            int(found["h"]),
+            int(found["m"]),
+            int(found["s"]),
+            micro,
+            tzinfo=zone,
+        )
+    except (KeyError, ValueError):  # "Feb 29" of a year without one, a month of no name
+        return None
+    if stamp - now > _FUTURE_SLACK:
+        try:
+            stamp = stamp.replace(year=now.year - 1)
+        except ValueError:
+            return None
+    return stamp
+
+
+def _iso_time(stamp: str, now: datetime) -> datetime | None:
+    text = stamp.replace(" ", "T", 1)
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    elif len(text) > 5 and text[-5] in "+-" and text[-3] != ":":
+        text = f"{text[:-2]}:{text[-2:]}"  # journalctl's +0000
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=now.tzinfo or UTC)

@@ -1,0 +1,120 @@
+"""What a Postfix log line says about one message, by its queue id. Pure.
+
+Postfix writes one line per event, each after the queue id (postconf(5),
+``enable_long_queue_ids``: short ids are upper-case hexadecimal; long ones
+use an alphabet without vowels, a ``z`` between the time and the inode part,
+so that no word such as ``warning`` reads as one):
+
+* ``smtpd``: ``QID: client=host[ip]`` (and ``sasl_username=``);
+* ``cleanup``: ``QID: message-id=<...>``, and the milters' verdicts,
+  ``QID: milter-hold: END-OF-MESSAGE from host[ip]: 4.7.1 text; from=<> to=<> ...``
+  and ``milter-reject`` likewise;
+* ``qmgr``: ``QID: from=<a@b>, size=N, nrcpt=N (queue active)`` and ``QID: removed``;
+* ``smtp`` / ``lmtp`` / ``local`` / ``virtual`` / ``error``: ``QID: to=<r@d>,
+  relay=host[ip]:port, delay=..., dsn=X.Y.Z, status=sent|deferred|bounced (reply)``;
+* ``bounce``: ``QID: sender non-delivery notification: QID2``.
+
+Lines of other programs, or without a queue id, are None.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+_QUEUE_ID = re.compile(
+    r"(?P<qid>[0-9A-F]{6,}|[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-y]{10,}z"
+    r"[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-y]+): (?P<rest>.*)"
+)
+_MILTER = re.compile(
+    r"milter-(?P<kind>hold|reject|discard): (?P<stage>[A-Z-]+) from (?P<client>\S+): "
+    r"(?P<reply>.*?)(?:; from=<(?P<sender>[^>]*)>)?(?: to=<(?P<rcpt>[^>]*)>)?(?: proto=.*)?"
+)
+_FIELD = re.compile(r"(?P<key>[a-z_]+)=(?P<value><[^>]*>|[^,]*)(?:, |$)")
+_DELIVERY_AGENTS = frozenset(
+    {"smtp", "lmtp", "local", "virtual", "error", "retry", "discard", "pipe"}
+)
+
+
+class Kind(StrEnum):
+    CLIENT = "client"  # smtpd accepted the message from a client
+    MESSAGE_ID = "message_id"
+    MILTER = "milter"  # a milter held, rejected or discarded it
+    QUEUED = "queued"  # qmgr: from, size, recipients
+    DELIVERY = "delivery"  # one recipient's delivery attempt
+    REMOVED = "removed"  # gone from the queue: no more lines for it
+    BOUNCE = "bounce"  # a non-delivery notification was queued
+
+
+@dataclass(frozen=True, slots=True)
+class PostfixEvent:
+    queue_id: str
+    kind: Kind
+    fields: dict[str, str] = field(default_factory=dict)  # to, relay, dsn, status, from, ...
+    reply: str = ""  # the remote server's words (deliveries), the milter's reply
+
+
+def is_postfix(program: str) -> bool:
+    """Postfix's programs, also of a second instance (``postfix-out/smtp``); "" (journalctl
+    -o cat wrote no program) may be any."""
+    return not program or (program.startswith("postfix") and "/" in program)
+
+
+def agent(program: str) -> str:
+    """The daemon's name without the instance: ``postfix-out/smtp`` → ``smtp``."""
+    return program.rpartition("/")[2]
+
+
+def parse_postfix(program: str, text: str) -> PostfixEvent | None:
+    """The event a Postfix line reports about one queued message, or None."""
+    if not is_postfix(program):
+        return None
+    found = _QUEUE_ID.fullmatch(text)
+    if found is None:
+        return None
+    qid, rest = found["qid"], found["rest"]
+    daemon = agent(program)
+    if rest == "removed":
+        return PostfixEvent(qid, Kind.REMOVED)
+    if rest.startswith("milter-"):
+        return _milter(qid, rest)
+    if rest.startswith("client="):
+        return PostfixEvent(qid, Kind.CLIENT, _fields(rest))
+    if rest.startswith("message-id="):
+        return PostfixEvent(qid, Kind.MESSAGE_ID, {"message-id": rest[len("message-id=") :]})
+    if rest.startswith("from=") and (daemon == "qmgr" or not program):
+        return PostfixEvent(qid, Kind.QUEUED, _fields(rest.partition(" (")[0]))
+    if rest.startswith("to=") and "status=" in rest and (daemon in _DELIVERY_AGENTS or not program):
+        return _delivery(qid, rest)
+    if "non-delivery notification: " in rest or "delivery status notification: " in rest:
+        return PostfixEvent(qid, Kind.BOUNCE, {"notice": rest.rpartition(": ")[2]})
+    return None
+
+
+def _fields(text: str) -> dict[str, str]:
+    return {m["key"]: m["value"].strip("<>") for m in _FIELD.finditer(text)}
+
+
+def _delivery(qid: str, rest: str) -> PostfixEvent:
+    """``to=<..>, relay=.., dsn=.., status=deferred (reply)``: the reply is everything in the
+    parentheses after the status word, which may itself hold parentheses."""
+    head, reply = rest, ""
+    status_at = rest.find("status=")
+    opening = rest.find(" (", status_at)
+    if opening != -1 and rest.endswith(")"):
+        head, reply = rest[:opening], rest[opening + 2 : -1]
+    return PostfixEvent(qid, Kind.DELIVERY, _fields(head), reply)
+
+
+def _milter(qid: str, rest: str) -> PostfixEvent:
+    found = _MILTER.fullmatch(rest)
+    if found is None:
+        kind = rest[len("milter-") :].partition(":")[0]
+        return PostfixEvent(qid, Kind.MILTER, {"action": kind}, rest.partition(": ")[2])
+    values = {"action": found["kind"], "stage": found["stage"], "client": found["client"]}
+    if found["sender"] is not None:
+        values["from"] = found["sender"]
+    if found["rcpt"] is not None:
+        values["to"] = found["rcpt"]
+    return PostfixEvent(qid, Kind.MILTER, values, found["reply"])
