@@ -1,0 +1,134 @@
+"""Our log lines and Postfix's, joined by queue id into one record per message. Pure, streaming.
+
+A message is open from its first line until Postfix is done with it: qmgr's
+``removed``, or a milter's reject or discard (the message never reaches the
+queue). Only open messages are held, so memory follows the mail in flight,
+not the size of the log. What is still open at the end (held mail, mail
+still deferred, a log that ends mid-delivery) is handed out by `finish`.
+
+Our own lines are read in either format (`[log] format`): logfmt, with or
+without ``ts=``, and JSON; the host events (``host_fail``, ``key_weak`` ...)
+carry no queue id and are handed out as they come.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from reputable.log import parse_logfmt
+from reputable.report.logline import LogLine
+from reputable.report.postfix_lines import Kind, PostfixEvent, parse_postfix
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    recipient: str
+    relay: str
+    status: str  # sent, deferred, bounced, expired
+    dsn: str
+    reply: str
+    time: datetime | None
+
+
+@dataclass(slots=True)
+class Message:
+    queue_id: str
+    first_seen: datetime | None = None
+    sender: str = ""
+    client: str = ""
+    verdict: dict[str, str] = field(default_factory=dict)  # our line: action, dkim, reason...
+    milter_action: str = ""  # hold, reject or discard, as Postfix's cleanup logged it
+    milter_reply: str = ""
+    deliveries: list[Delivery] = field(default_factory=list)
+
+
+def our_fields(line: LogLine) -> dict[str, str] | None:
+    """The fields of one of our log lines, or None when the line is not ours."""
+    text = line.text.lstrip()
+    if text.startswith("<") and ">" in text[:4]:  # the journal's priority prefix
+        text = text.partition(">")[2]
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or "logger" not in data:
+            return None
+        return {str(k): str(v) for k, v in data.items()}
+    if not (text.startswith("level=") or text.startswith("ts=")) or " logger=" not in text:
+        return None
+    return parse_logfmt(text)
+
+
+class Joiner:
+    """Feed it lines in the order they were written; it hands out each message once done."""
+
+    def __init__(
+        self,
+        on_message: Callable[[Message], None],
+        on_event: Callable[[datetime | None, dict[str, str]], None],
+    ) -> None:
+        self.open: dict[str, Message] = {}
+        self._on_message = on_message
+        self._on_event = on_event
+
+    def feed(self, line: LogLine) -> None:
+        ours = our_fields(line)
+        if ours is not None:
+            self._ours(line.time, ours)
+            return
+        event = parse_postfix(line.program, line.text)
+        if event is not None:
+            self._postfix(line.time, event)
+
+    def finish(self) -> None:
+        """The end of the input: every message still open is handed out as it stands."""
+        for message in self.open.values():
+            self._on_message(message)
+        self.open.clear()
+
+    def _message(self, queue_id: str, time: datetime | None) -> Message:
+        message = self.open.get(queue_id)
+        if message is None:
+            message = self.open[queue_id] = Message(queue_id, time)
+        return message
+
+    def _ours(self, time: datetime | None, fields: dict[str, str]) -> None:
+        queue_id = fields.get("queue_id", "")
+        if not queue_id or queue_id == "NOQUEUE":
+            self._on_event(time, fields)
+            return
+        self._message(queue_id, time).verdict = fields
+
+    def _postfix(self, time: datetime | None, event: PostfixEvent) -> None:
+        message = self._message(event.queue_id, time)
+        if event.kind is Kind.CLIENT:
+            message.client = event.fields.get("client", "")
+        elif event.kind is Kind.QUEUED:
+            message.sender = event.fields.get("from", "")
+        elif event.kind is Kind.MILTER:
+            message.milter_action = event.fields.get("action", "")
+            message.milter_reply = event.reply
+            if message.milter_action in ("reject", "discard"):
+                self._done(message)
+        elif event.kind is Kind.DELIVERY:
+            values = event.fields
+            message.deliveries.append(
+                Delivery(
+                    values.get("to", ""),
+                    values.get("relay", ""),
+                    values.get("status", "").split(" ", 1)[0],
+                    values.get("dsn", ""),
+                    event.reply,
+                    time,
+                )
+            )
+        elif event.kind is Kind.REMOVED:
+            self._done(message)
+
+    def _done(self, message: Message) -> None:
+        del self.open[message.queue_id]
+        self._on_message(message)
