@@ -80,6 +80,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(check)
     check.add_argument("--json", action="store_true", help="machine-readable output")
 
+    report = commands.add_parser(
+        "report", help="what was signed, held and refused, and what receivers answered"
+    )
+    _add_config(report)
+    report.add_argument(
+        "logs",
+        nargs="*",
+        metavar="LOG",
+        help="mail logs (plain or .gz, rotated sets in any order); none or -: standard input",
+    )
+    report.add_argument("--since", help="only the last DURATION: 30m, 24h, 7d, 2w")
+    report.add_argument("--from", dest="start", help="only from this date or time (ISO 8601)")
+    report.add_argument("--until", help="only until this date or time (ISO 8601)")
+    report.add_argument("--json", action="store_true", help="machine-readable output")
+
     _add_keys_commands(commands)
     _add_setup_commands(commands)
     return parser
@@ -219,6 +234,10 @@ def run(args: argparse.Namespace) -> int:
         from reputable.postfix.setup_command import setup_postfix_command
 
         return setup_postfix_command(_load(args), args.postfix_config, args.apply)
+    if args.command == "report":
+        from reputable.report.command import report_command
+
+        return report_command(args.logs, args.since, args.start, args.until, args.json, sys.stdout)
     if args.command == "sign":
         from reputable.filter import sign_stream
 

@@ -113,13 +113,23 @@ _SIGNALS = [
 
 def _exit_statuses(sources: Sources) -> list[tuple[str, str]]:
     return [
-        ("0", "Success; for check: no check warns or fails (unknown ones aside, see 3)."),
+        (
+            "0",
+            "Success; for check: no check warns or fails (unknown ones aside, see 3); for"
+            " report: nothing wrong in the window.",
+        ),
         (
             "1",
             "An error, said on standard error; for check: warnings; for a keys command: a"
-            " step refused or failed (the output says why).",
+            " step refused or failed (the output says why); for report: warnings (flagged"
+            " mail, deferrals with a reputation signal).",
         ),
-        ("2", "check: at least one check failed. Also a command line that cannot be parsed."),
+        (
+            "2",
+            "check: at least one check failed. report: mail held or refused by the gate,"
+            " bounced for a reputation signal, or a host check failed. Also a command line"
+            " that cannot be parsed.",
+        ),
         (
             "3",
             "check: could not check: a resolver fails the root test (the dns row says why), so"

@@ -2,7 +2,10 @@
 
 A message is open from its first line until Postfix is done with it: qmgr's
 ``removed``, or a milter's reject or discard (the message never reaches the
-queue). Only open messages are held, so memory follows the mail in flight,
+queue). Our verdict is written before Postfix queues the message, but two
+files merged by time (Postfix's stamps have whole seconds, ours
+milliseconds) may put it after ``removed``: a message done without our line
+waits `GRACE` of log time for it. Only open messages are held, so memory follows the mail in flight,
 not the size of the log. What is still open at the end (held mail, mail
 still deferred, a log that ends mid-delivery) is handed out by `finish`.
 
@@ -14,13 +17,16 @@ carry no queue id and are handed out as they come.
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from reputable.log import parse_logfmt
 from reputable.report.logline import LogLine
 from reputable.report.postfix_lines import Kind, PostfixEvent, parse_postfix
+
+GRACE = timedelta(seconds=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +78,14 @@ class Joiner:
         on_event: Callable[[datetime | None, dict[str, str]], None],
     ) -> None:
         self.open: dict[str, Message] = {}
+        self._closing: deque[tuple[datetime, Message]] = deque()  # done, waiting for our line
+        self._waiting: set[str] = set()
         self._on_message = on_message
         self._on_event = on_event
 
     def feed(self, line: LogLine) -> None:
+        if line.time is not None:
+            self._close_until(line.time)
         ours = our_fields(line)
         if ours is not None:
             self._ours(line.time, ours)
@@ -89,6 +99,16 @@ class Joiner:
         for message in self.open.values():
             self._on_message(message)
         self.open.clear()
+        self._closing.clear()
+        self._waiting.clear()
+
+    def _close_until(self, time: datetime) -> None:
+        while self._closing and self._closing[0][0] < time:
+            _, message = self._closing.popleft()
+            self._waiting.discard(message.queue_id)
+            if self.open.get(message.queue_id) is message:
+                del self.open[message.queue_id]
+                self._on_message(message)
 
     def _message(self, queue_id: str, time: datetime | None) -> Message:
         message = self.open.get(queue_id)
@@ -101,7 +121,11 @@ class Joiner:
         if not queue_id or queue_id == "NOQUEUE":
             self._on_event(time, fields)
             return
-        self._message(queue_id, time).verdict = fields
+        message = self._message(queue_id, time)
+        message.verdict = fields
+        if message.queue_id in self._waiting:
+            self._waiting.discard(message.queue_id)
+            self._done(message, None)
 
     def _postfix(self, time: datetime | None, event: PostfixEvent) -> None:
         message = self._message(event.queue_id, time)
@@ -113,7 +137,7 @@ class Joiner:
             message.milter_action = event.fields.get("action", "")
             message.milter_reply = event.reply
             if message.milter_action in ("reject", "discard"):
-                self._done(message)
+                self._done(message, time)
         elif event.kind is Kind.DELIVERY:
             values = event.fields
             message.deliveries.append(
@@ -127,8 +151,13 @@ class Joiner:
                 )
             )
         elif event.kind is Kind.REMOVED:
-            self._done(message)
+            self._done(message, time)
 
-    def _done(self, message: Message) -> None:
-        del self.open[message.queue_id]
-        self._on_message(message)
+    def _done(self, message: Message, time: datetime | None) -> None:
+        if not message.verdict and time is not None:  # our line may still come: wait for it
+            self._waiting.add(message.queue_id)
+            self._closing.append((time + GRACE, message))
+            return
+        if self.open.get(message.queue_id) is message:
+            del self.open[message.queue_id]
+            self._on_message(message)

@@ -38,6 +38,8 @@ _RFC5424 = re.compile(
     r"<\d{1,3}>1 (?P<stamp>\S+) (?P<host>\S+) (?P<app>\S+) (?P<pid>\S+) \S+ "
     r"(?:-|(?:\[(?:[^\]\\]|\\.)*\])+) ?(?P<text>.*)"
 )
+# reputable's own lines written to a file: logfmt "ts=... level=..." or JSON {"ts": "...", ...}.
+_OWN_STAMP = re.compile(r'(?:ts=|\{"ts": ")(?P<stamp>\d{4}-\d\d-\d\dT[0-9:.]+Z)[ "]')
 _PROGRAM = re.compile(r"(?P<program>[A-Za-z0-9_./-]+)(?:\[(?P<pid>\d+)\])?: (?P<text>.*)")
 # A line more than this far ahead of "now" belongs to the year before (a rotated log read in
 # January); syslog hosts' clocks may run a little ahead.
@@ -69,6 +71,9 @@ def parse_line(line: str, now: datetime, local: tzinfo | None = None) -> LogLine
     found = _ISO.fullmatch(line)
     if found is not None:
         return _with_program(_iso_time(found["stamp"], now), found["rest"])
+    found = _OWN_STAMP.match(line)  # our own log file: the time is a field of the line
+    if found is not None:
+        return LogLine(_iso_time(found["stamp"], now), "", line)
     return _with_program(None, line)
 
 

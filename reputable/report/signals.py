@@ -288,6 +288,13 @@ _BASIC = re.compile(r"(?<![\d.])([245]\d\d)[ -]")
 _GOOGLE = re.compile(r"(?:^|\.)(?:google\.com|googlemail\.com)$|\bgsmtp\b")
 _MICROSOFT = re.compile(r"(?:^|\.)(?:outlook\.com|hotmail\.com|live\.com|msn\.com|microsoft\.com)$")
 _YAHOO = re.compile(r"(?:^|\.)(?:yahoodns\.net|yahoo\.com|yahoo\.net|aol\.com)$")
+# What each receiver's replies carry whatever the MX is named: Gmail's "gsmtp" tag, the
+# pages Microsoft's and Yahoo's replies point to.
+_GOOGLE_REPLY = re.compile(r"\bgsmtp\b")
+_MICROSOFT_REPLY = re.compile(
+    r"\.protection\.outlook\.com|postmaster\.live\.com|sender\.office\.com|mail\.live\.com"
+)
+_YAHOO_REPLY = re.compile(r"yahooinc\.com|postmaster\.yahoo\.com")
 _VARYING = (
     (re.compile(r"\[?\b(?:\d{1,3}\.){3}\d{1,3}\b\]?"), "<ip>"),
     (re.compile(r"\[?\b[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}\b\]?", re.IGNORECASE), "<ip>"),
@@ -301,11 +308,11 @@ def receiver_of(relay_host: str, reply: str = "") -> Receiver:
     """Whose server answered, from the relay's name (``gmail-smtp-in.l.google.com``) or, when
     that says nothing (an MX under the recipient's own domain), from the reply."""
     host = relay_host.partition("[")[0].rstrip(".").lower()
-    if _GOOGLE.search(host) or reply.rstrip().endswith("gsmtp"):
+    if _GOOGLE.search(host) or _GOOGLE_REPLY.search(reply):
         return Receiver.GOOGLE
-    if _MICROSOFT.search(host) or ".protection.outlook.com" in reply:
+    if _MICROSOFT.search(host) or _MICROSOFT_REPLY.search(reply):
         return Receiver.MICROSOFT
-    if _YAHOO.search(host):
+    if _YAHOO.search(host) or _YAHOO_REPLY.search(reply):
         return Receiver.YAHOO
     return Receiver.OTHER
 

@@ -46,8 +46,7 @@ _CLASS_ORDER = (
     SignalClass.OTHER,
 )
 _FAILED = ("deferred", "bounced", "expired")
-# Our log's host and key events, the report's timeline (reputable/reputation.py, keywatch.py,
-# keys/lifecycle.py).
+# Our log's host and key events (README, "Logs"): the report's timeline.
 HOST_EVENTS = frozenset(
     {
         "host_fail",
@@ -56,7 +55,8 @@ HOST_EVENTS = frozenset(
         "key_weak",
         "key_missing",
         "key_pending",
-        "key_activated",
+        "key_active",
+        "key_retiring",
         "key_retired",
         "activation_failed",
         "keys_reload_failed",
@@ -72,6 +72,7 @@ class SignalGroup:
     receiver: Receiver
     code: str
     klass: SignalClass
+    cause: str
     fix: str
     example: str
     first: datetime | None
@@ -147,15 +148,16 @@ class Summary:
         signal = classify(delivery.reply, receiver)
         if signal is not None:
             key = (receiver, signal.code, signal.klass, "")
-            fix, klass, code = signal.fix, signal.klass, signal.code
+            fix, klass, code, cause = signal.fix, signal.klass, signal.code, signal.cause
         else:
             text = normalized(delivery.reply.partition(" said: ")[2] or delivery.reply)
             code, klass, fix = status_code(delivery.reply), SignalClass.OTHER, ""
+            cause = "a reply that names no known cause"
             key = (receiver, code, klass, text)
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = SignalGroup(
-                receiver, code, klass, fix, delivery.reply, delivery.time, delivery.time
+                receiver, code, klass, cause, fix, delivery.reply, delivery.time, delivery.time
             )
         group.count += 1
         group.bounced += delivery.status != "deferred"

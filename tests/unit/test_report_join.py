@@ -78,11 +78,31 @@ def test_a_held_message_stays_open_and_a_rejected_one_is_done_at_once() -> None:
         "from unknown[127.0.0.1]: 5.7.1 no PTR for 192.0.2.25; from=<a@example.com> "
         "to=<b@example.net> proto=ESMTP helo=<mta>",
     ]
-    messages, _, joiner = join(lines)
+    later = f"Dec 03 13:00:07 mta postfix/qmgr[1]: {QID}: removed"  # past the grace
+    messages, _, joiner = join([*lines, later])
     assert [(m.queue_id, m.milter_action, m.milter_reply) for m in messages] == [
         (rejected, "reject", "5.7.1 no PTR for 192.0.2.25")
     ]
     assert joiner.open[held].milter_action == "hold"
+
+
+def test_our_line_read_after_removed_still_joins_its_message() -> None:
+    """Two files merged by time: Postfix's whole seconds sort before our milliseconds."""
+    ours = SIGNED[2].split(": ", 1)[1]
+    postfix = [line for line in SIGNED if "reputable[" not in line]
+    late = f"2026-12-03T12:56:38.250Z mta reputable[900]: {ours}"
+    messages, _, joiner = join([*postfix, late])
+    (message,) = messages
+    assert message.verdict["action"] == "accept" and joiner.open == {}
+    assert len(message.deliveries) == 3
+
+
+def test_a_message_our_log_never_saw_is_handed_out_after_the_grace_or_at_the_end() -> None:
+    postfix = [line for line in SIGNED if "reputable[" not in line]
+    messages, _, joiner = join(postfix)
+    assert messages == []  # removed, but our line may still come
+    joiner.finish()
+    assert [m.queue_id for m in messages] == [QID] and messages[0].verdict == {}
 
 
 def test_host_events_come_out_as_they_are_read() -> None:
