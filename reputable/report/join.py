@@ -17,7 +17,6 @@ carry no queue id and are handed out as they come.
 from __future__ import annotations
 
 import json
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -78,8 +77,8 @@ class Joiner:
         on_event: Callable[[datetime | None, dict[str, str]], None],
     ) -> None:
         self.open: dict[str, Message] = {}
-        self._closing: deque[tuple[datetime, Message]] = deque()  # done, waiting for our line
-        self._waiting: set[str] = set()
+        # Done but for our line, in the order they were done: queue id -> when to stop waiting.
+        self._closing: dict[str, datetime] = {}
         self._on_message = on_message
         self._on_event = on_event
 
@@ -100,15 +99,14 @@ class Joiner:
             self._on_message(message)
         self.open.clear()
         self._closing.clear()
-        self._waiting.clear()
 
     def _close_until(self, time: datetime) -> None:
-        while self._closing and self._closing[0][0] < time:
-            _, message = self._closing.popleft()
-            self._waiting.discard(message.queue_id)
-            if self.open.get(message.queue_id) is message:
-                del self.open[message.queue_id]
-                self._on_message(message)
+        while self._closing:  # the first waited longest: usually nothing to do, in O(1)
+            queue_id, deadline = next(iter(self._closing.items()))
+            if deadline >= time:
+                return
+            del self._closing[queue_id]
+            self._hand_out(queue_id)
 
     def _message(self, queue_id: str, time: datetime | None) -> Message:
         message = self.open.get(queue_id)
@@ -121,11 +119,9 @@ class Joiner:
         if not queue_id or queue_id == "NOQUEUE":
             self._on_event(time, fields)
             return
-        message = self._message(queue_id, time)
-        message.verdict = fields
-        if message.queue_id in self._waiting:
-            self._waiting.discard(message.queue_id)
-            self._done(message, None)
+        self._message(queue_id, time).verdict = fields
+        if self._closing.pop(queue_id, None) is not None:  # Postfix was done already
+            self._hand_out(queue_id)
 
     def _postfix(self, time: datetime | None, event: PostfixEvent) -> None:
         message = self._message(event.queue_id, time)
@@ -155,9 +151,9 @@ class Joiner:
 
     def _done(self, message: Message, time: datetime | None) -> None:
         if not message.verdict and time is not None:  # our line may still come: wait for it
-            self._waiting.add(message.queue_id)
-            self._closing.append((time + GRACE, message))
-            return
-        if self.open.get(message.queue_id) is message:
-            del self.open[message.queue_id]
-            self._on_message(message)
+            self._closing[message.queue_id] = time + GRACE
+        else:
+            self._hand_out(message.queue_id)
+
+    def _hand_out(self, queue_id: str) -> None:
+        self._on_message(self.open.pop(queue_id))
