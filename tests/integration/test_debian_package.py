@@ -410,6 +410,30 @@ def test_the_journal_carries_priorities_and_a_reload(machine: Machine) -> None:
     assert not any(line.startswith("<") for line in machine.journal())
 
 
+def test_the_readme_cron_line_reads_the_journal(machine: Machine) -> None:
+    """The README's cron line for a journal-only machine, on the journal of the mail sent above."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    (line,) = [
+        line
+        for line in readme.splitlines()
+        if line.startswith("0 7 * * *") and "journalctl" in line
+    ]
+    command = line.split(None, 6)[6]
+    assert "%" not in command  # cron would turn it into a newline
+    pipeline = command.split("$(", 1)[1].split(")", 1)[0]
+    done = machine.run(pipeline + " --json", check=False)
+    assert done.stderr == ""
+    data = json.loads(done.stdout)
+    messages = data["messages"]
+    assert messages["total"] >= 2 and messages["signed"] == messages["total"], data
+    assert messages["actions"] == {"accept": messages["total"]}, data
+    assert sum(counts["sent"] for counts in data["deliveries"].values()) >= 2, data
+    mailed = machine.run(command, check=False)
+    assert mailed.returncode == 0 and mailed.stderr == ""
+    # cron mails what the job prints: the report exactly when its exit code is not 0.
+    assert (mailed.stdout == "") == (done.returncode == 0), (done.returncode, mailed.stdout)
+
+
 def test_man_pages_are_installed(machine: Machine) -> None:
     page = machine.run("MANWIDTH=80 man -P cat reputable").stdout
     assert "reputable" in page and "keys" in page
