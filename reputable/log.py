@@ -206,13 +206,23 @@ def configure_logging(config: LogConfig) -> None:
     root.propagate = False
 
 
+_LOGFMT_FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
+_LOGFMT_ESCAPE = re.compile(r"\\(x[0-9a-f]{2}|.)")
+
+
 def parse_logfmt(line: str) -> dict[str, str]:
     """Read one logfmt line back into fields (for `report` and for tests)."""
+    if '"' not in line and "\\" not in line:  # nothing quoted: the words are the fields
+        return {
+            key: value
+            for key, equals, value in (word.partition("=") for word in line.split())
+            if equals and key.isidentifier()
+        }
     fields: dict[str, str] = {}
-    for match in re.finditer(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)', line):
+    for match in _LOGFMT_FIELD.finditer(line):
         key, raw = match[1], match[2]
         if raw.startswith('"'):
-            raw = re.sub(r"\\(x[0-9a-f]{2}|.)", _unescape, raw[1:-1])
+            raw = _LOGFMT_ESCAPE.sub(_unescape, raw[1:-1])
         fields[key] = raw
     return fields
 

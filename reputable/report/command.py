@@ -16,7 +16,7 @@ from typing import TextIO
 
 from reputable.errors import ReputableError
 from reputable.report.inputs import read_lines
-from reputable.report.join import Joiner
+from reputable.report.join import Joiner, may_matter
 from reputable.report.summary import Summary
 
 _SINCE = re.compile(r"(\d+)\s*(m|h|d|w)")
@@ -49,6 +49,13 @@ def parse_moment(option: str, text: str, now: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=now.tzinfo)
 
 
+def _within(time: datetime | None, begin: datetime | None, end: datetime | None) -> bool:
+    """Whether a line is inside the window; a line without a time always is."""
+    return time is None or not (
+        (begin is not None and time < begin) or (end is not None and time > end)
+    )
+
+
 def report_command(
     paths: Sequence[str],
     since: str | None,
@@ -65,12 +72,12 @@ def report_command(
     end = parse_moment("--until", until, now) if until else None
     summary = Summary()
     joiner = Joiner(summary.add, summary.event)
-    for line in read_lines(paths, now):
-        if line.time is not None and (
-            (begin is not None and line.time < begin) or (end is not None and line.time > end)
-        ):
-            continue
-        joiner.feed(line)
+    lines = read_lines(paths, now, may_matter)
+    if begin is not None or end is not None:
+        lines = (line for line in lines if _within(line.time, begin, end))
+    feed = joiner.feed
+    for line in lines:
+        feed(line)
     joiner.finish()
     if as_json:
         json.dump(summary.as_json(), out, indent=2)

@@ -12,14 +12,14 @@ import gzip
 import heapq
 import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from itertools import chain
 from pathlib import Path
 from typing import TextIO
 
 from reputable.errors import ReputableError
-from reputable.report.logline import LogLine, parse_line
+from reputable.report.logline import LineReader, LogLine
 
 _ROTATED = re.compile(r"(?P<base>.*?)(?:[.-](?P<n>\d+))?(?P<gz>\.gz)?")
 
@@ -48,11 +48,10 @@ def _open(path: str) -> TextIO:
         raise UnreadableLog(f"{path}: {exc.strerror or exc}") from None
 
 
-def _lines(path: str, now: datetime) -> Iterator[LogLine]:
+def _lines(path: str, now: datetime, keep: Callable[[str], bool]) -> Iterator[LogLine]:
     handle = _open(path)
     try:
-        for text in handle:
-            yield parse_line(text, now)
+        yield from map(LineReader(now).read, filter(keep, handle))
     except (OSError, EOFError) as exc:  # a truncated .gz
         raise UnreadableLog(f"{path}: {exc}") from None
     finally:
@@ -60,8 +59,11 @@ def _lines(path: str, now: datetime) -> Iterator[LogLine]:
             handle.close()
 
 
-def read_lines(paths: Sequence[str], now: datetime) -> Iterable[LogLine]:
-    """Every line of the named files ("-" or none: standard input), in the order written."""
+def read_lines(
+    paths: Sequence[str], now: datetime, keep: Callable[[str], bool] = lambda text: True
+) -> Iterable[LogLine]:
+    """The lines of the named files ("-" or none: standard input), in the order written; only
+    those `keep` accepts (as read, before they are parsed)."""
     if not paths:
         paths = ["-"]
     sets: dict[str, list[tuple[int, str]]] = {}
@@ -69,7 +71,7 @@ def read_lines(paths: Sequence[str], now: datetime) -> Iterable[LogLine]:
         base, number = rotation(path)
         sets.setdefault(base, []).append((number, path))
     streams = [
-        chain.from_iterable(_lines(path, now) for _, path in sorted(members, reverse=True))
+        chain.from_iterable(_lines(path, now, keep) for _, path in sorted(members, reverse=True))
         for members in sets.values()
     ]
     if len(streams) == 1:

@@ -20,16 +20,18 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from reputable.log import parse_logfmt
 from reputable.report.logline import LogLine
 from reputable.report.postfix_lines import Kind, PostfixEvent, parse_postfix
 
 GRACE = timedelta(seconds=5)
+# Looked up once: an enum's attribute costs a lookup through its class, on every line.
+_MILTER, _DELIVERY, _REMOVED = Kind.MILTER, Kind.DELIVERY, Kind.REMOVED
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(NamedTuple):
     recipient: str
     relay: str
     status: str  # sent, deferred, bounced, expired
@@ -42,12 +44,23 @@ class Delivery:
 class Message:
     queue_id: str
     first_seen: datetime | None = None
-    sender: str = ""
-    client: str = ""
     verdict: dict[str, str] = field(default_factory=dict)  # our line: action, dkim, reason...
     milter_action: str = ""  # hold, reject or discard, as Postfix's cleanup logged it
     milter_reply: str = ""
     deliveries: list[Delivery] = field(default_factory=list)
+
+
+def may_matter(text: str) -> bool:
+    """Whether a raw line may say anything the joiner keeps: our lines, and Postfix's milter
+    verdicts, deliveries, notices and removals. The rest of a mail log (connections, message
+    ids, queueing, warnings), most of its lines, is passed over without being parsed."""
+    return (
+        "logger" in text
+        or "status=" in text
+        or ": removed" in text
+        or "milter-" in text
+        or "notification: " in text
+    )
 
 
 def our_fields(line: LogLine) -> dict[str, str] | None:
@@ -83,12 +96,13 @@ class Joiner:
         self._on_event = on_event
 
     def feed(self, line: LogLine) -> None:
-        if line.time is not None:
+        if self._closing and line.time is not None:
             self._close_until(line.time)
-        ours = our_fields(line)
-        if ours is not None:
-            self._ours(line.time, ours)
-            return
+        if not line.program.startswith("postfix"):  # ours, or of no program said
+            ours = our_fields(line)
+            if ours is not None:
+                self._ours(line.time, ours)
+                return
         event = parse_postfix(line.program, line.text)
         if event is not None:
             self._postfix(line.time, event)
@@ -124,29 +138,26 @@ class Joiner:
             self._hand_out(queue_id)
 
     def _postfix(self, time: datetime | None, event: PostfixEvent) -> None:
-        message = self._message(event.queue_id, time)
-        if event.kind is Kind.CLIENT:
-            message.client = event.fields.get("client", "")
-        elif event.kind is Kind.QUEUED:
-            message.sender = event.fields.get("from", "")
-        elif event.kind is Kind.MILTER:
+        message = self.open.get(event.queue_id) or self._message(event.queue_id, time)
+        kind = event.kind
+        if kind is _MILTER:
             message.milter_action = event.fields.get("action", "")
             message.milter_reply = event.reply
             if message.milter_action in ("reject", "discard"):
                 self._done(message, time)
-        elif event.kind is Kind.DELIVERY:
-            values = event.fields
+        elif kind is _DELIVERY:
+            get = event.fields.get
             message.deliveries.append(
                 Delivery(
-                    values.get("to", ""),
-                    values.get("relay", ""),
-                    values.get("status", "").split(" ", 1)[0],
-                    values.get("dsn", ""),
+                    get("to", ""),
+                    get("relay", ""),
+                    get("status", ""),
+                    get("dsn", ""),
                     event.reply,
                     time,
                 )
             )
-        elif event.kind is Kind.REMOVED:
+        elif kind is _REMOVED:
             self._done(message, time)
 
     def _done(self, message: Message, time: datetime | None) -> None:

@@ -16,8 +16,8 @@ The shapes read (one file may mix them, as a log rotated across a change can):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import NamedTuple
 
 _MONTHS = {
     name: number
@@ -40,26 +40,65 @@ _RFC5424 = re.compile(
 )
 # reputable's own lines written to a file: logfmt "ts=... level=..." or JSON {"ts": "...", ...}.
 _OWN_STAMP = re.compile(r'(?:ts=|\{"ts": ")(?P<stamp>\d{4}-\d\d-\d\dT[0-9:.]+Z)[ "]')
-_PROGRAM = re.compile(r"(?P<program>[A-Za-z0-9_./-]+)(?:\[(?P<pid>\d+)\])?: (?P<text>.*)")
+# What precedes the first ": " after the host: the program and its pid.
+_PROGRAM_TOKEN = re.compile(r"(?P<program>[A-Za-z0-9_./-]+)(?:\[(?P<pid>\d+)\])?")
+_TRADITIONAL_STAMP = re.compile(
+    r"(?P<mon>[A-Z][a-z]{2}) {1,2}(?P<day>\d{1,2}) (?P<h>\d\d):(?P<m>\d\d):(?P<s>\d\d)(?P<frac>)"
+)
 # A line more than this far ahead of "now" belongs to the year before (a rotated log read in
 # January); syslog hosts' clocks may run a little ahead.
 _FUTURE_SLACK = timedelta(days=1)
 
 
-@dataclass(frozen=True, slots=True)
-class LogLine:
+class LogLine(NamedTuple):
     time: datetime | None  # aware; None when the line carries none (journalctl -o cat)
     program: str  # "postfix/smtp", "reputable"; "" when the line does not say
     text: str  # what the program wrote
 
 
-def parse_line(line: str, now: datetime, local: tzinfo | None = None) -> LogLine:
-    """The line's parts; a line of no known shape is all text (never an error).
+class LineReader:
+    """Reads the lines of one log: `now` (aware) places a year-less stamp, `local` is the
+    zone such stamps are in (default: `now`'s). The lines of a log share their stamps, so a
+    stamp is read once per second of log, not once per line."""
 
-    `now` (aware) places a year-less stamp; `local` is the zone such stamps are in
-    (default: `now`'s).
-    """
-    line = line.rstrip("\r\n")
+    __slots__ = ("_stamp", "_time", "local", "now")
+
+    def __init__(self, now: datetime, local: tzinfo | None = None) -> None:
+        self.now = now
+        self.local = local
+        self._stamp = ""
+        self._time: datetime | None = _NOT_A_STAMP
+
+    def read(self, line: str) -> LogLine:
+        """The line's parts; a line of no known shape is all text (never an error)."""
+        line = line.rstrip("\r\n")
+        # The common case first, without a regular expression over the whole line: a
+        # traditional stamp of whole seconds, "Dec  3 14:05:01 host ...".
+        if len(line) > 16 and line[15] == " " and line[12] == ":" and line[3] == " ":
+            stamp = line[:15]
+            if stamp != self._stamp:
+                found = _TRADITIONAL_STAMP.fullmatch(stamp)
+                self._stamp = stamp
+                self._time = (
+                    _NOT_A_STAMP
+                    if found is None
+                    else _traditional_time(found, self.now, self.local)
+                )
+            host_end = line.find(" ", 16)
+            if self._time is not _NOT_A_STAMP and host_end > 16:
+                return _with_program(self._time, line[host_end + 1 :])
+        return _other_shapes(line, self.now, self.local)
+
+
+def parse_line(line: str, now: datetime, local: tzinfo | None = None) -> LogLine:
+    """One line on its own (`LineReader` reads a log's lines)."""
+    return LineReader(now, local).read(line)
+
+
+_NOT_A_STAMP = datetime.min.replace(tzinfo=UTC)  # "not this shape": try the others
+
+
+def _other_shapes(line: str, now: datetime, local: tzinfo | None) -> LogLine:
     if line.startswith("<"):
         found = _RFC5424.fullmatch(line)
         if found is not None:
@@ -78,13 +117,14 @@ def parse_line(line: str, now: datetime, local: tzinfo | None = None) -> LogLine
 
 
 def _with_program(time: datetime | None, rest: str) -> LogLine:
-    found = _PROGRAM.fullmatch(rest)
+    colon = rest.find(": ")
+    found = _PROGRAM_TOKEN.fullmatch(rest, 0, colon) if colon > 0 else None
     if found is None:
         return LogLine(time, "", rest)
     if time is None and found["pid"] is None and "/" not in found["program"]:
         # No stamp, so no syslog header: "994572305BB: to=..." (journalctl -o cat) is text.
         return LogLine(None, "", rest)
-    return LogLine(time, found["program"], found["text"])
+    return LogLine(time, found["program"], rest[colon + 2 :])
 
 
 def _traditional_time(found: re.Match[str], now: datetime, local: tzinfo | None) -> datetime | None:

@@ -20,12 +20,17 @@ Lines of other programs, or without a queue id, are None.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 _QUEUE_ID = re.compile(
-    r"(?P<qid>[0-9A-F]{6,}|[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-y]{10,}z"
-    r"[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-y]+): (?P<rest>.*)"
+    r"([0-9A-F]{6,}|[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-y]{10,}z[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-y]+): "
+)
+# A delivery as Postfix writes it (smtp/delivery_status.c): the fields the report reads, and
+# the reply, everything in the parentheses after the status word (which may hold parentheses).
+_DELIVERY = re.compile(
+    r"to=<(?P<to>[^>]*)>, (?:orig_to=<[^>]*>, )?relay=(?P<relay>[^,]*), (?:[a-z_]+=[^,]*, )*?"
+    r"dsn=(?P<dsn>[^,]*), status=(?P<status>[a-z]+)(?: \((?P<reply>.*)\))?"
 )
 _MILTER = re.compile(
     r"milter-(?P<kind>hold|reject|discard): (?P<stage>[A-Z-]+) from (?P<client>\S+): "
@@ -47,11 +52,13 @@ class Kind(StrEnum):
     BOUNCE = "bounce"  # a non-delivery notification was queued
 
 
-@dataclass(frozen=True, slots=True)
-class PostfixEvent:
+_KIND_REMOVED, _KIND_DELIVERY = Kind.REMOVED, Kind.DELIVERY  # looked up once, not per line
+
+
+class PostfixEvent(NamedTuple):
     queue_id: str
     kind: Kind
-    fields: dict[str, str] = field(default_factory=dict)  # to, relay, dsn, status, from, ...
+    fields: dict[str, str]  # to, relay, dsn, status, from, ...
     reply: str = ""  # the remote server's words (deliveries), the milter's reply
 
 
@@ -68,15 +75,15 @@ def agent(program: str) -> str:
 
 def parse_postfix(program: str, text: str) -> PostfixEvent | None:
     """The event a Postfix line reports about one queued message, or None."""
-    if not is_postfix(program):
+    if program and not (program.startswith("postfix") and "/" in program):  # is_postfix
         return None
-    found = _QUEUE_ID.fullmatch(text)
+    found = _QUEUE_ID.match(text)
     if found is None:
         return None
-    qid, rest = found["qid"], found["rest"]
-    daemon = agent(program)
+    qid, rest = found[1], text[found.end() :]
     if rest == "removed":
-        return PostfixEvent(qid, Kind.REMOVED)
+        return PostfixEvent(qid, _KIND_REMOVED, {})
+    daemon = program.rpartition("/")[2]  # agent
     if rest.startswith("milter-"):
         return _milter(qid, rest)
     if rest.startswith("client="):
@@ -93,12 +100,24 @@ def parse_postfix(program: str, text: str) -> PostfixEvent | None:
 
 
 def _fields(text: str) -> dict[str, str]:
-    return {m["key"]: m["value"].strip("<>") for m in _FIELD.finditer(text)}
+    """``key=value, key=<value>, ...``: split at ", ", unless a part is not that simple (an
+    address holding ", ", text between the fields); then by the pattern."""
+    values: dict[str, str] = {}
+    for part in text.split(", "):
+        key, equals, value = part.partition("=")
+        if not equals or not key.islower() or (value[:1] == "<") != (value[-1:] == ">"):
+            return {m["key"]: m["value"].strip("<>") for m in _FIELD.finditer(text)}
+        values[key] = value.strip("<>")
+    return values
 
 
 def _delivery(qid: str, rest: str) -> PostfixEvent:
     """``to=<..>, relay=.., dsn=.., status=deferred (reply)``: the reply is everything in the
     parentheses after the status word, which may itself hold parentheses."""
+    found = _DELIVERY.fullmatch(rest)
+    if found is not None:
+        fields = found.groupdict()
+        return PostfixEvent(qid, _KIND_DELIVERY, fields, fields.pop("reply") or "")
     head, reply = rest, ""
     status_at = rest.find("status=")
     opening = rest.find(" (", status_at)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 
 class SignalClass(StrEnum):
@@ -67,6 +68,10 @@ class _Rule:
     klass: SignalClass
     cause: str
     fix: str
+    needle: str  # text the pattern cannot match without ("5.7.26"): a cheap test first
+
+
+_LEADING_CODE = re.compile(r"\\b((?:\d|\\\.)+)")
 
 
 _CHECK = "Run `reputable check` on the sending host: it names what fails and the fix."
@@ -79,7 +84,10 @@ _DELIST_MICROSOFT = (
 def _rule(
     receiver: Receiver | None, pattern: str, code: str, klass: SignalClass, cause: str, fix: str
 ) -> _Rule:
-    return _Rule(receiver, re.compile(pattern, re.IGNORECASE | re.DOTALL), code, klass, cause, fix)
+    leading = _LEADING_CODE.match(pattern)
+    needle = leading[1].replace("\\.", ".") if leading else ""
+    compiled = re.compile(pattern, re.IGNORECASE | re.DOTALL)
+    return _Rule(receiver, compiled, code, klass, cause, fix, needle)
 
 
 G, M, Y = Receiver.GOOGLE, Receiver.MICROSOFT, Receiver.YAHOO
@@ -290,11 +298,12 @@ _MICROSOFT = re.compile(r"(?:^|\.)(?:outlook\.com|hotmail\.com|live\.com|msn\.co
 _YAHOO = re.compile(r"(?:^|\.)(?:yahoodns\.net|yahoo\.com|yahoo\.net|aol\.com)$")
 # What each receiver's replies carry whatever the MX is named: Gmail's "gsmtp" tag, the
 # pages Microsoft's and Yahoo's replies point to.
-_GOOGLE_REPLY = re.compile(r"\bgsmtp\b")
-_MICROSOFT_REPLY = re.compile(
-    r"\.protection\.outlook\.com|postmaster\.live\.com|sender\.office\.com|mail\.live\.com"
+_REPLY_OF = re.compile(
+    r"(?P<Google>\bgsmtp\b)"
+    r"|(?P<Microsoft>\.protection\.outlook\.com|postmaster\.live\.com|sender\.office\.com"
+    r"|mail\.live\.com)"
+    r"|(?P<Yahoo>yahooinc\.com|postmaster\.yahoo\.com)"
 )
-_YAHOO_REPLY = re.compile(r"yahooinc\.com|postmaster\.yahoo\.com")
 _VARYING = (
     (re.compile(r"\[?\b(?:\d{1,3}\.){3}\d{1,3}\b\]?"), "<ip>"),
     (re.compile(r"\[?\b[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}\b\]?", re.IGNORECASE), "<ip>"),
@@ -307,14 +316,21 @@ _VARYING = (
 def receiver_of(relay_host: str, reply: str = "") -> Receiver:
     """Whose server answered, from the relay's name (``gmail-smtp-in.l.google.com``) or, when
     that says nothing (an MX under the recipient's own domain), from the reply."""
-    host = relay_host.partition("[")[0].rstrip(".").lower()
-    if _GOOGLE.search(host) or _GOOGLE_REPLY.search(reply):
-        return Receiver.GOOGLE
-    if _MICROSOFT.search(host) or _MICROSOFT_REPLY.search(reply):
-        return Receiver.MICROSOFT
-    if _YAHOO.search(host) or _YAHOO_REPLY.search(reply):
-        return Receiver.YAHOO
-    return Receiver.OTHER
+    by_name = _receiver_named(relay_host.partition("[")[0])
+    if by_name is not None:
+        return by_name
+    found = _REPLY_OF.search(reply) if reply else None
+    return Receiver(found.lastgroup or "other") if found is not None else Receiver.OTHER
+
+
+@lru_cache(maxsize=4096)
+def _receiver_named(host: str) -> Receiver | None:
+    """The receiver an MX host's name tells (a log names the same few hosts again and again)."""
+    host = host.rstrip(".").lower()
+    for receiver, pattern in ((Receiver.GOOGLE, _GOOGLE), (Receiver.MICROSOFT, _MICROSOFT)):
+        if pattern.search(host):
+            return receiver
+    return Receiver.YAHOO if _YAHOO.search(host) else None
 
 
 def status_code(reply: str) -> str:
@@ -332,6 +348,8 @@ def classify(reply: str, receiver: Receiver = Receiver.OTHER) -> Signal | None:
     authentication. A receiver's own rules apply to its own replies; the rest to any."""
     for rule in _RULES:
         if rule.receiver is not None and rule.receiver is not receiver:
+            continue
+        if rule.needle and rule.needle not in reply:
             continue
         if rule.pattern.search(reply):
             code = rule.code or status_code(reply)
