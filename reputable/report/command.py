@@ -16,7 +16,7 @@ from typing import TextIO
 
 from reputable.errors import ReputableError
 from reputable.report.inputs import read_lines
-from reputable.report.join import Joiner, may_matter
+from reputable.report.join import Joiner, lines_that_matter
 from reputable.report.summary import Summary
 
 _SINCE = re.compile(r"(\d+)\s*(m|h|d|w)")
@@ -72,7 +72,7 @@ def report_command(
     end = parse_moment("--until", until, now) if until else None
     summary = Summary()
     joiner = Joiner(summary.add, summary.event)
-    lines = read_lines(paths, now, may_matter)
+    lines = read_lines(paths, now, lines_that_matter)
     if begin is not None or end is not None:
         lines = (line for line in lines if _within(line.time, begin, end))
     feed = joiner.feed

@@ -21,6 +21,7 @@ from typing import TextIO
 from reputable.errors import ReputableError
 from reputable.report.logline import LineReader, LogLine
 
+Sift = Callable[[list[str]], list[str]]  # the raw lines worth parsing, of a batch read
 _ROTATED = re.compile(r"(?P<base>.*?)(?:[.-](?P<n>\d+))?(?P<gz>\.gz)?")
 
 
@@ -48,10 +49,15 @@ def _open(path: str) -> TextIO:
         raise UnreadableLog(f"{path}: {exc.strerror or exc}") from None
 
 
-def _lines(path: str, now: datetime, keep: Callable[[str], bool]) -> Iterator[LogLine]:
+BATCH_BYTES = 1 << 18  # lines are read and sifted this many bytes at a time
+
+
+def _lines(path: str, now: datetime, keep: Sift) -> Iterator[LogLine]:
     handle = _open(path)
+    read = LineReader(now).read
     try:
-        yield from map(LineReader(now).read, filter(keep, handle))
+        while batch := handle.readlines(BATCH_BYTES):
+            yield from map(read, keep(batch))
     except (OSError, EOFError) as exc:  # a truncated .gz
         raise UnreadableLog(f"{path}: {exc}") from None
     finally:
@@ -59,11 +65,13 @@ def _lines(path: str, now: datetime, keep: Callable[[str], bool]) -> Iterator[Lo
             handle.close()
 
 
-def read_lines(
-    paths: Sequence[str], now: datetime, keep: Callable[[str], bool] = lambda text: True
-) -> Iterable[LogLine]:
+def _every_line(lines: list[str]) -> list[str]:
+    return lines
+
+
+def read_lines(paths: Sequence[str], now: datetime, keep: Sift = _every_line) -> Iterable[LogLine]:
     """The lines of the named files ("-" or none: standard input), in the order written; only
-    those `keep` accepts (as read, before they are parsed)."""
+    those `keep` keeps of each batch read (before they are parsed)."""
     if not paths:
         paths = ["-"]
     sets: dict[str, list[tuple[int, str]]] = {}

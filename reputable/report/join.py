@@ -53,14 +53,21 @@ class Message:
 def may_matter(text: str) -> bool:
     """Whether a raw line may say anything the joiner keeps: our lines, and Postfix's milter
     verdicts, deliveries, notices and removals. The rest of a mail log (connections, message
-    ids, queueing, warnings), most of its lines, is passed over without being parsed."""
-    return (
-        "logger" in text
+    ids, queueing, warnings, other programs), most of its lines, is passed over unparsed."""
+    return bool(lines_that_matter([text]))
+
+
+def lines_that_matter(lines: list[str]) -> list[str]:
+    """`may_matter` over a batch of lines, in one call (a call per line costs as much)."""
+    return [
+        text
+        for text in lines
+        if "logger" in text
         or "status=" in text
         or ": removed" in text
         or "milter-" in text
         or "notification: " in text
-    )
+    ]
 
 
 def our_fields(line: LogLine) -> dict[str, str] | None:
@@ -78,7 +85,26 @@ def our_fields(line: LogLine) -> dict[str, str] | None:
         return {str(k): str(v) for k, v in data.items()}
     if not (text.startswith("level=") or text.startswith("ts=")) or " logger=" not in text:
         return None
+    if " queue_id=" in text and '"' not in text and "\\" not in text:
+        return _verdict(text)
     return parse_logfmt(text)
+
+
+# What a message's line tells the report (README, "Logs"); the rest of it is not read.
+VERDICT_FIELDS = ("queue_id", "action", "source", "dkim", "reason", "checks")
+
+
+def _verdict(text: str) -> dict[str, str]:
+    """The `VERDICT_FIELDS` of one of our message lines with nothing quoted in it: found by
+    name, not by reading every field (a message line has a dozen)."""
+    fields = {}
+    for name in VERDICT_FIELDS:
+        at = text.find(f" {name}=")
+        if at != -1:
+            start = at + len(name) + 2
+            end = text.find(" ", start)
+            fields[name] = text[start:] if end == -1 else text[start:end]
+    return fields
 
 
 class Joiner:

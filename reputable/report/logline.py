@@ -61,13 +61,14 @@ class LineReader:
     zone such stamps are in (default: `now`'s). The lines of a log share their stamps, so a
     stamp is read once per second of log, not once per line."""
 
-    __slots__ = ("_stamp", "_time", "local", "now")
+    __slots__ = ("_minutes", "_stamp", "_time", "local", "now")
 
     def __init__(self, now: datetime, local: tzinfo | None = None) -> None:
         self.now = now
         self.local = local
         self._stamp = ""
         self._time: datetime | None = _NOT_A_STAMP
+        self._minutes: dict[str, datetime | None] = {}  # "Dec  3 14:05" -> its time
 
     def read(self, line: str) -> LogLine:
         """The line's parts; a line of no known shape is all text (never an error)."""
@@ -77,17 +78,29 @@ class LineReader:
         if len(line) > 16 and line[15] == " " and line[12] == ":" and line[3] == " ":
             stamp = line[:15]
             if stamp != self._stamp:
-                found = _TRADITIONAL_STAMP.fullmatch(stamp)
                 self._stamp = stamp
-                self._time = (
-                    _NOT_A_STAMP
-                    if found is None
-                    else _traditional_time(found, self.now, self.local)
-                )
+                self._time = self._stamp_time(stamp)
             host_end = line.find(" ", 16)
             if self._time is not _NOT_A_STAMP and host_end > 16:
                 return _with_program(self._time, line[host_end + 1 :])
         return _other_shapes(line, self.now, self.local)
+
+    def _stamp_time(self, stamp: str) -> datetime | None:
+        """A whole-second stamp's time: its minute read once (a busy log writes many lines a
+        minute, and most seconds but a few), its second added to that."""
+        minute = self._minutes.get(stamp[:12], _NOT_A_STAMP)
+        if minute is _NOT_A_STAMP:
+            found = _TRADITIONAL_STAMP.fullmatch(stamp[:12] + ":00")
+            minute = _NOT_A_STAMP
+            if found is not None and stamp[13:15].isdigit():
+                minute = _traditional_time(found, self.now, self.local)
+            if len(self._minutes) > 1024:
+                self._minutes.clear()
+            self._minutes[stamp[:12]] = minute
+        if minute is None or minute is _NOT_A_STAMP:
+            return minute
+        second = int(stamp[13:15])
+        return minute.replace(second=second) if second < 60 else None
 
 
 def parse_line(line: str, now: datetime, local: tzinfo | None = None) -> LogLine:

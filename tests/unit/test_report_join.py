@@ -129,6 +129,10 @@ def test_our_lines_are_read_as_logfmt_json_or_from_the_journal() -> None:
     for text in (logfmt, "<6>" + logfmt, json.dumps(fields)):
         parsed = our_fields(parse_line(text, NOW))
         assert parsed is not None
-        assert {k: parsed[k] for k in fields} == fields
+        # A message's line: what the report reads of it (VERDICT_FIELDS) in every form.
+        assert (parsed["queue_id"], parsed["action"]) == (QID, "hold")
+    quoted = logfmt + ' detail="ptr.192.0.2.25: no PTR record"'
+    parsed = our_fields(parse_line(quoted, NOW))
+    assert parsed is not None and parsed["detail"] == "ptr.192.0.2.25: no PTR record"
     assert our_fields(parse_line("level=info but no logger", NOW)) is None
     assert our_fields(parse_line('{"not": "ours"}', NOW)) is None

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from reputable.report.logline import LogLine, parse_line
+from reputable.report.logline import LineReader, LogLine, parse_line
 from reputable.report.postfix_lines import Kind, parse_postfix
 
 NOW = datetime(2026, 12, 3, 15, 0, tzinfo=UTC)
@@ -187,3 +187,22 @@ def test_a_long_queue_id_is_one_and_a_word_is_not() -> None:
     event = parse_postfix("postfix/qmgr", "3Pt2mN2VXxznjll: removed")
     assert event is not None and event.queue_id == "3Pt2mN2VXxznjll"
     assert parse_postfix("postfix/smtp", "warningmessage: removed") is None
+
+
+def test_one_reader_over_a_log_reads_each_stamp_as_a_line_alone_would() -> None:
+    """The reader keeps each minute it has read; every line's time stays its own."""
+    stamps = [
+        "Dec  3 14:05:01",
+        "Dec  3 14:05:01",
+        "Dec  3 14:05:59",
+        "Dec  3 14:06:00",
+        "Dec  3 14:05:30",  # an older minute again (two files merged)
+        "Dec 31 23:59:59",  # ahead of NOW by weeks: last year
+        "Jan  1 00:00:00",
+        "Feb 29 12:00:00",  # no such day this year
+        "Dec  3 14:05:60",  # no such second
+    ]
+    reader = LineReader(NOW)
+    for stamp in stamps:
+        line = f"{stamp} mta postfix/qmgr[1]: 994572305BB: removed"
+        assert reader.read(line) == parse_line(line, NOW), stamp
