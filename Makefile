@@ -10,7 +10,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RUN_PACKAGES  := libmilter-dev gcc python3-dev python3-venv
 # The real parts the tests start: an MTA, independent DKIM verifiers.
 TEST_PACKAGES := postfix libmail-dkim-perl libnet-dns-perl opendkim opendkim-tools strace knot \
-                 lintian mmdebstrap systemd-container
+                 lintian mmdebstrap systemd-container prometheus
 # What `make deb` builds the Debian package with.
 DEB_PACKAGES  := debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools
 
@@ -39,7 +39,7 @@ integration: system-test $(BIN)/reputable
 # pyproject.toml allows (the Debian package depends on them): `make test` proves the minimums.
 DEBIAN_PYTHON       := /usr/bin/python3
 DEBIAN_LIB_PACKAGES := python3-milter python3-dnspython python3-cryptography python3-uvloop \
-                       python3-spf python3-dkim python3-pytest python3-hypothesis python3-aiosmtpd \
+                       python3-spf python3-prometheus-client python3-dkim python3-pytest python3-hypothesis python3-aiosmtpd \
                        python3-nacl
 .PHONY: test-debian-libs
 test-debian-libs:

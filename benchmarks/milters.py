@@ -192,7 +192,12 @@ def _toml_list(values: list[str]) -> str:
 
 
 def reputable_milter(
-    workdir: Path, kind: str, keys: Keys, dns: tuple[str, int], dual_sign: bool
+    workdir: Path,
+    kind: str,
+    keys: Keys,
+    dns: tuple[str, int],
+    dual_sign: bool,
+    extra: str = "",
 ) -> MilterProcess:
     endpoint = prepare(workdir, kind)
     nameserver = f"{dns[0]}:{dns[1]}"
@@ -226,7 +231,7 @@ def reputable_milter(
         f'verify_nameservers = ["{nameserver}"]\n'
         "[log]\n"
         f'target = "{log}"\n'
-        'level = "info"\n'
+        'level = "info"\n' + extra
     )
     argv = [sys.executable, "-m", "reputable", "milter", "--config", str(config)]
     return MilterProcess("reputable", endpoint, workdir, argv, log_path=log)

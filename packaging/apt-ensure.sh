@@ -28,7 +28,7 @@ $SUDO apt-get update -q
 # shellcheck disable=SC2086
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
 installed=""
-for service in postfix opendkim knot dkimpy-milter; do
+for service in postfix opendkim knot dkimpy-milter prometheus; do
     case " $missing " in
     *" $service "*) installed="$installed $service.service" ;;
     esac

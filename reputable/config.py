@@ -226,6 +226,11 @@ class KeysConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    listen: tuple[str, int] | None = None  # (address, port) of /metrics; None: off
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     format: LogFormat = LogFormat.LOGFMT
     target: str = "stderr"  # "stderr", "syslog" or a file path
@@ -243,6 +248,7 @@ class Config:
     dns: DnsConfig = field(default_factory=DnsConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source: str = "<defaults>"
 
 
@@ -496,6 +502,23 @@ def _host_port(value: Any) -> str:
     return text
 
 
+def _metrics_listen(value: Any) -> tuple[str, int] | None:
+    """ "" (off), or an IP address and port: "127.0.0.1:9787", "[::1]:9787"."""
+    allowed = '"" (off), or an IP address and port such as "127.0.0.1:9787" or "[::1]:9787"'
+    text = _string(value).strip()
+    if not text:
+        return None
+    host, _, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]") if host.startswith("[") else host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(allowed) from None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(allowed)
+    return host, int(port)
+
+
 def _optional_nameserver(value: Any) -> Nameserver | None:
     return parse_nameserver(value) if _string(value) else None
 
@@ -638,6 +661,9 @@ _SCHEMA: dict[str, dict[str, tuple[str, Parser]]] = {
         "zone": ("zone", _optional_domain),
         "ttl": ("ttl", _ttl),
     },
+    "metrics": {
+        "listen": ("listen", _metrics_listen),
+    },
     "log": {
         "format": ("format", _enum(LogFormat)),
         "target": ("target", _log_target),
@@ -655,6 +681,7 @@ _SECTION_TYPES: dict[str, type[Any]] = {
     "keys": KeysConfig,
     "keys.publish": PublishConfig,
     "log": LogConfig,
+    "metrics": MetricsConfig,
 }
 
 

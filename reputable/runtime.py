@@ -6,20 +6,33 @@ import logging
 import socket
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reputable.config import DEFAULT_PATH, Config, is_mail_domain
 from reputable.keys.keyring import Keyring, build_keyring, missing_algorithms
+from reputable.keys.metadata import KeyState
 from reputable.keys.store import read_sound_store, weak, weak_key_fields
 from reputable.log import Field, emit, logger
 from reputable.regular_file import UnreadableFile, read_regular_file
 from reputable.signing.signer import SigningPolicy
 
 if TYPE_CHECKING:
+    from reputable.metrics import Metrics
     from reputable.reputation import Reputation
 
 _log = logger("keys")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyAge:
+    """A stored key that is not retired, as the metrics tell its age."""
+
+    domain: str
+    selector: str
+    state: str  # pending, active, retiring
+    created: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +41,7 @@ class Runtime:
     domains: tuple[str, ...]
     keyring: Keyring
     policy: SigningPolicy
+    keys: tuple[KeyAge, ...] = ()
 
 
 MAILNAME = Path("/etc/mailname")
@@ -118,7 +132,12 @@ def load_runtime(config: Config) -> Runtime:
         )
     for key in (k for ks in keyring.by_domain.values() for k in ks if weak(k)):
         emit(_log, logging.WARNING, weak_key_fields(key))
-    return Runtime(config, domains, keyring, signing_policy(config))
+    ages = tuple(
+        KeyAge(s.key.domain, s.key.selector, s.meta.state.value, s.meta.created)
+        for s in stored
+        if s.meta.state is not KeyState.RETIRED
+    )
+    return Runtime(config, domains, keyring, signing_policy(config), ages)
 
 
 class RuntimeHolder:
@@ -131,6 +150,7 @@ class RuntimeHolder:
     def __init__(self, runtime: Runtime) -> None:
         self.current = runtime
         self.reputation: Reputation | None = None  # the gate's engine, when the milter runs one
+        self.metrics: Metrics | None = None  # when [metrics] listen is set
         self._sessions = 0
         self._lock = threading.Lock()
 

@@ -33,6 +33,8 @@ from reputable.host import postconf
 from reputable.keys.record import record_value, zone_file_line
 from reputable.keywatch import KeyWatcher
 from reputable.log import Field, configure_logging, emit, emit_problems, logger
+from reputable.metrics import Metrics
+from reputable.metrics_http import serve_metrics
 from reputable.milter.connection import MilterConnection
 from reputable.milter.limits import (
     ConnectionCap,
@@ -255,6 +257,14 @@ async def run(holder: RuntimeHolder, config: Config, reload_config: Callable[[],
     # message is accepted before the gate can judge it; it is built on a worker thread.
     await loop.run_in_executor(executor, start_reputation, holder)
     await listener.open()
+    metrics_server = None
+    if config.metrics.listen is not None:
+        holder.metrics = Metrics(holder)
+        try:
+            metrics_server = await serve_metrics(config, holder.metrics)
+        except ConfigError:
+            listener.remove_socket_file()
+            raise
     sweeper: asyncio.Task[None] | None = None
     try:
         loop.add_signal_handler(signal.SIGHUP, reload, holder, reload_config, executor)
@@ -272,6 +282,8 @@ async def run(holder: RuntimeHolder, config: Config, reload_config: Callable[[],
         await listener.close(STOP_GRACE_S)
     finally:
         listener.remove_socket_file()
+        if metrics_server is not None:
+            metrics_server.close()
         if sweeper is not None:
             sweeper.cancel()
         if holder.reputation is not None:
@@ -363,6 +375,9 @@ def _swap_runtime(holder: RuntimeHolder, runtime: Runtime, executor: Executor) -
     config = runtime.config
     if config.milter.socket != holder.current.config.milter.socket:
         detail = "milter.socket changes only on restart"
+        emit(_log, logging.WARNING, {Field.EVENT: "reload", Field.DETAIL: detail})
+    if config.metrics != holder.current.config.metrics:
+        detail = "metrics.listen changes only on restart"
         emit(_log, logging.WARNING, {Field.EVENT: "reload", Field.DETAIL: detail})
     configure_logging(config.log)
     holder.replace(runtime)

@@ -342,12 +342,19 @@ class Session(Milter.Base):
             Field.DKIM: signed or "none",
             Field.REASON: reason or (verdict.reason if verdict else None),
         }
-        if message is not None and message.facts is not None and message.gate is not None:
-            fields.update(gate_fields(message.facts, message.gate))
+        gate = message.gate if message is not None else None
+        if message is not None and message.facts is not None and gate is not None:
+            fields.update(gate_fields(message.facts, gate))
         if detail is not None:
             fields[Field.DETAIL] = detail
         fields[Field.MS] = f"{spent * 1000:.2f}"
         emit(_log, logging.INFO, fields)
+        metrics = self.holder.metrics
+        if metrics is not None:
+            keys = verdict.keys if verdict else ()
+            reason = reason or (verdict.reason if verdict else None)
+            failed = gate.findings if gate is not None else ()
+            metrics.message(action, str(fields[Field.SOURCE]), reason, keys, failed, spent)
 
 
 def gate_fields(facts: MessageFacts, gate: GateDecision) -> dict[Field, object]:

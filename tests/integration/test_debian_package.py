@@ -23,6 +23,7 @@ import shlex
 import smtplib
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -225,6 +226,7 @@ def test_the_package_holds_the_program_unit_and_man_pages_but_no_venv(machine: M
         "./usr/share/man/man5/reputable.toml.5.gz",
         "./etc/reputable/reputable.toml",
         "./usr/lib/python3/dist-packages/reputable/milter/server.py",
+        "./usr/share/doc/reputable/examples/reputable.rules.yml",
     ):
         assert wanted in paths, wanted
     for path in paths:
@@ -243,6 +245,7 @@ def test_the_dependencies_are_debians_own_libraries(machine: Machine) -> None:
         "python3-cryptography",
         "python3-spf",
         "python3-uvloop",
+        "python3-prometheus-client",
     ):
         assert library in names, depends
     # What apt installed for them is Debian 12's: the versions the minimums were lowered to.
@@ -432,6 +435,26 @@ def test_the_readme_cron_line_reads_the_journal(machine: Machine) -> None:
     assert mailed.returncode == 0 and mailed.stderr == ""
     # cron mails what the job prints: the report exactly when its exit code is not 0.
     assert (mailed.stdout == "") == (done.returncode == 0), (done.returncode, mailed.stdout)
+
+
+def test_the_installed_service_serves_metrics_on_debian_s_prometheus_client(
+    machine: Machine,
+) -> None:
+    """[metrics] listen set in the packaged config: after a restart, /metrics counts the mail."""
+    port = free_port()
+    config = "/etc/reputable/reputable.toml"
+    machine.run(f'sed -i \'s/^listen = ""$/listen = "127.0.0.1:{port}"/\' {config}')
+    assert f'listen = "127.0.0.1:{port}"' in machine.run(f"cat {config}").stdout
+    machine.run("systemctl restart reputable")
+    send(machine)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as answer:
+        served = answer.read().decode()
+    counted = [line for line in served.splitlines() if line.startswith("reputable_messages_total{")]
+    assert counted and all('source="internal"' in line for line in counted), served
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in counted) >= 1
+    assert 'reputable_key_age_seconds{domain="example.com"' in served
+    versions = machine.run("dpkg-query -W -f='${Version}' python3-prometheus-client").stdout
+    assert versions.startswith("0.16"), versions
 
 
 def test_man_pages_are_installed(machine: Machine) -> None:

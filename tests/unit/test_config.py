@@ -140,6 +140,10 @@ BAD_VALUES = [
     ("log", "format", "xml"),
     ("log", "target", "journal"),
     ("log", "level", "verbose"),
+    ("metrics", "listen", "localhost:9787"),  # an address, not a name to resolve
+    ("metrics", "listen", "127.0.0.1"),
+    ("metrics", "listen", "127.0.0.1:99999"),
+    ("metrics", "listen", 9787),
 ]
 
 
@@ -154,6 +158,18 @@ def test_every_bad_value_is_refused_with_file_key_value_and_allowed(
     assert problem.key == f"{section}.{key}"
     assert problem.value
     assert problem.allowed.startswith("expected ")
+
+
+@pytest.mark.parametrize(
+    ("text", "listen"),
+    [("", None), ("127.0.0.1:9787", ("127.0.0.1", 9787)), ("[::1]:9787", ("::1", 9787))],
+)
+def test_metrics_are_off_unless_an_address_is_given(
+    text: str, listen: tuple[str, int] | None
+) -> None:
+    config = parse_config({"metrics": {"listen": text}}, "<test>")
+    assert config.metrics.listen == listen
+    assert parse_config({}, "<defaults>").metrics.listen is None
 
 
 def test_dns_and_keys_sections() -> None:
