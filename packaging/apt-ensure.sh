@@ -3,7 +3,7 @@
 # Installing must never start or configure a system service: Postfix is
 # preseeded to "No configuration", a policy-rc.d forbids starting daemons
 # during the install, and the services of packages installed here only for
-# the tests (Postfix, OpenDKIM, knot; dkimpy-milter for the benchmark) are
+# the tests (Postfix, OpenDKIM, knot, Prometheus; dkimpy-milter for the benchmark) are
 # disabled after, whether or not systemd is running (disable-services.sh):
 # the tests start their own instances from private directories.
 set -eu
