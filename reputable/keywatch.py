@@ -26,7 +26,7 @@ from reputable.errors import ConfigError, ReputableError
 from reputable.keys.keyring import Keyring, build_keyring
 from reputable.keys.lifecycle_commands import activate_pending
 from reputable.keys.record import public_key_base64
-from reputable.keys.store import read_store
+from reputable.keys.store import ACTIVE_PREFIX, read_store
 from reputable.log import Field, emit, emit_problems, logger
 from reputable.runtime import RuntimeHolder, load_runtime
 
@@ -43,7 +43,11 @@ def store_signature(root: Path) -> Signature:
         return ()
     entries = []
     for path in sorted(root.glob("*/*")):
-        if path.suffix in (".pem", ".toml") and not path.name.startswith("."):
+        if (
+            path.suffix in (".pem", ".toml")
+            and not path.name.startswith(".")
+            and not path.name.startswith(ACTIVE_PREFIX)
+        ):
             fingerprint = file_fingerprint(path)
             if fingerprint is not None:
                 entries.append((str(path), fingerprint))

@@ -10,6 +10,7 @@ from typing import TextIO
 
 from reputable.config import DEFAULT_PATH, Config, is_mail_domain
 from reputable.errors import EX_CONFIG, EX_USAGE, ConfigError, Problem
+from reputable.keys import active_names
 from reputable.keys.keyring import NotSigning, not_signing
 from reputable.keys.lifecycle import rotate_hint, selector_for
 from reputable.keys.metadata import KeyMetadata, KeyState
@@ -157,7 +158,7 @@ def new_command(
     if not is_valid_selector(selector):
         print(
             f"reputable keys new: selector {selector!r}: "
-            "expected lower-case letters, digits, '-' and '.'",
+            "expected lower-case letters, digits, '-' and '.', not beginning with 'active-'",
             file=err,
         )
         return EX_USAGE
@@ -175,6 +176,7 @@ def new_command(
         raise ConfigError(
             [Problem(str(config.signing.keys), "signing.keys", "not writable", str(exc))]
         ) from None
+    active_names.refresh(config.signing.keys, {domain})
     if algorithm is Algorithm.RSA_SHA256 and bits < 2048:
         print(
             f"warning: {bits}-bit RSA keys are weak and some receivers ignore them; use 2048",

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reputable.errors import ConfigError, Problem
+from reputable.keys import active_names
 from reputable.keys.import_settings import Expand, TomlSetting, map_settings
 from reputable.keys.locking import store_lock
 from reputable.keys.metadata import KeyMetadata, KeyState
@@ -388,7 +389,9 @@ def perform_import(plan: ImportPlan, store: Path, now: datetime) -> list[StoredK
     """
     try:
         with store_lock(store):
-            return [_write(key, store, now) for key in keys_to_write(plan, store)]
+            written = [_write(key, store, now) for key in keys_to_write(plan, store)]
+            active_names.refresh(store, {k.key.domain for k in written})
+            return written
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise ConfigError([Problem(str(store), "signing.keys", "not writable", reason)]) from None

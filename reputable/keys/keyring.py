@@ -32,19 +32,26 @@ def build_keyring(
     for domain in domains:
         chosen: list[SigningKey] = []
         for algorithm in algorithms:
-            candidates = [
-                s
-                for s in stored
-                if s.key.domain == domain
-                and s.key.algorithm is algorithm
-                and s.meta.state is KeyState.ACTIVE
-            ]
-            if candidates:
-                newest = max(candidates, key=lambda s: (s.meta.changed, s.key.selector))
+            newest = newest_active(stored, domain, algorithm)
+            if newest is not None:
                 chosen.append(newest.key)
         if chosen:
             by_domain[domain] = tuple(chosen)
     return Keyring(by_domain)
+
+
+def newest_active(
+    stored: Sequence[StoredKey], domain: str, algorithm: Algorithm
+) -> StoredKey | None:
+    """The key that signs the domain's mail with the algorithm: the newest active one."""
+    candidates = [
+        s
+        for s in stored
+        if s.key.domain == domain
+        and s.key.algorithm is algorithm
+        and s.meta.state is KeyState.ACTIVE
+    ]
+    return max(candidates, key=lambda s: (s.meta.changed, s.key.selector), default=None)
 
 
 def missing_algorithms(

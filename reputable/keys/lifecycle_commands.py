@@ -13,10 +13,12 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TextIO
 
 from reputable.config import Config
 from reputable.errors import EX_CONFIG, EX_USAGE, ConfigError, Problem
+from reputable.keys import active_names
 from reputable.keys.commands import (
     ALGORITHMS,
     bits_allowed,
@@ -77,7 +79,8 @@ def load_keys(config: Config) -> list[StoredKey]:
 
 
 def apply_changes(changes: Sequence[Change]) -> None:
-    """Write each key's new metadata, in order, each write atomic on its own."""
+    """Write each key's new metadata, in order, each write atomic on its own; then the
+    domains' names for their active keys follow (keys/active_names.py)."""
     for change in changes:
         write_atomic(metadata_path(change.key.path), dump_metadata(change.meta))
         fields: dict[Field, object] = {
@@ -87,6 +90,16 @@ def apply_changes(changes: Sequence[Change]) -> None:
             Field.ALGORITHM: change.key.key.algorithm,
         }
         emit(_log, logging.INFO, fields)
+    for root, domains in _roots(changes).items():
+        active_names.refresh(root, domains)
+
+
+def _roots(changes: Sequence[Change]) -> dict[Path, set[str]]:
+    """The key stores the changes are in, each with the domains changed."""
+    roots: dict[Path, set[str]] = {}
+    for change in changes:
+        roots.setdefault(change.key.path.parent.parent, set()).add(change.key.key.domain)
+    return roots
 
 
 def check_record(config: Config, stored: StoredKey) -> RecordCheck:

@@ -201,7 +201,10 @@ def _key_line_problem(fields: list[str], name: str, seen: Mapping[str, int]) -> 
         except ValueError:
             return "expected a domain name (or %, the From domain) before the first ':'"
     if not is_valid_selector(selector.lower()):
-        return "expected a selector (letters, digits, '-' and '.') between the two ':'"
+        return (
+            "expected a selector (letters, digits, '-' and '.', not beginning with 'active-') "
+            "between the two ':'"
+        )
     if not key_file.startswith(_PATH_PREFIXES):
         return (
             "expected the path of the key file (starting with /, ./ or ../): "

@@ -10,5 +10,10 @@ _SELECTOR = re.compile(
 )
 
 
+# The key store names the key that signs now "active-rsa.pem" and "active-rsa.selector"
+# (keys/active_names.py): no selector may be called so.
+RESERVED_PREFIX = "active-"
+
+
 def is_valid_selector(selector: str) -> bool:
-    return bool(_SELECTOR.match(selector))
+    return bool(_SELECTOR.match(selector)) and not selector.startswith(RESERVED_PREFIX)

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from reputable.errors import ConfigError, Problem
 from reputable.keys.files import ensure_private_directory, write_atomic
 from reputable.keys.metadata import KeyMetadata, KeyState, dump_metadata, parse_metadata
+from reputable.keys.selector import RESERVED_PREFIX
 from reputable.log import Field
 from reputable.regular_file import RegularFile, UnreadableFile, read_regular_file
 from reputable.signing.algorithm import Algorithm
@@ -44,6 +45,10 @@ class StoredKey:
 class StoreContents:
     keys: tuple[StoredKey, ...]
     problems: tuple[Problem, ...]
+
+
+# Names the store keeps for the key that signs now (keys/active_names.py); no selector has it.
+ACTIVE_PREFIX = RESERVED_PREFIX
 
 
 def key_path(root: Path, domain: str, selector: str) -> Path:
@@ -71,6 +76,8 @@ def read_store(root: Path) -> StoreContents:
     if not root.is_dir():
         return StoreContents((), ())
     for pem in sorted(root.glob("*/*.pem")):
+        if pem.name.startswith(ACTIVE_PREFIX):  # a name for the active key, not a key
+            continue
         stored = _read_key(pem, problems)
         if stored is not None:
             keys.append(stored)
@@ -219,7 +226,9 @@ def taken_selectors(root: Path, domain: str) -> set[str]:
     return {
         p.stem
         for p in directory.iterdir()
-        if p.suffix in (".pem", ".toml") and not p.name.startswith(".")
+        if p.suffix in (".pem", ".toml")
+        and not p.name.startswith(".")
+        and not p.name.startswith(ACTIVE_PREFIX)
     }
 
 

@@ -26,11 +26,19 @@ def test_root_gives_what_it_makes_in_a_service_users_store_to_that_user(tmp_path
         pass
 
     made = [store / ".lock", store / "example.com", *(store / "example.com").iterdir()]
-    assert {p.name for p in made} == {".lock", "example.com", "s1.pem", "s1.toml"}
+    assert {p.name for p in made} == {
+        ".lock",
+        "example.com",
+        "s1.pem",
+        "s1.toml",
+        "active-rsa.pem",  # a link to s1.pem
+        "active-rsa.selector",
+    }
     for path in made:
-        info = path.stat()
+        info = path.lstat()
         assert (info.st_uid, info.st_gid) == (nobody.pw_uid, nobody.pw_gid), path
-        assert stat.S_IMODE(info.st_mode) & 0o077 == 0, path
+        # A symlink's own bits mean nothing (0777); what it leads to is checked as itself.
+        assert stat.S_ISLNK(info.st_mode) or stat.S_IMODE(info.st_mode) & 0o077 == 0, path
 
 
 def test_a_store_root_owns_stays_roots(tmp_path: Path) -> None:
