@@ -141,6 +141,11 @@ def _add_keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         action="store_true",
         help="do nothing if the domain has an active key of that algorithm",
     )
+    share = key_commands.add_parser(
+        "share", help="let one group read the keys (mode 0640), for Exim's own signer"
+    )
+    _add_config(share)
+    share.add_argument("group", help="the group that may read them, e.g. Debian-exim")
     dns = key_commands.add_parser("dns", help="print the DNS records of a domain's keys")
     _add_config(dns)
     dns.add_argument(
@@ -255,6 +260,10 @@ def run_keys(args: argparse.Namespace, config: Config) -> int:
             )
         case "dns":
             return commands.dns_command(config, args.domain)
+        case "share":
+            from reputable.keys.share import share_command
+
+            return share_command(config, args.group)
         case "rotate":
             return lifecycle_commands.rotate_command(
                 config, args.domain, args.algorithm, args.bits, args.publish

@@ -8,6 +8,11 @@ from pathlib import Path
 
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
+# A store shared with one group (`reputable keys share GROUP`, for Exim's own signer): the
+# directories setgid with that group, so what is made in them is the group's, and the keys
+# readable by the group alone, never writable by it, never readable by others.
+SHARED_DIR = 0o2750
+SHARED_KEY = 0o640
 
 
 def write_atomic(path: Path, data: bytes, mode: int = PRIVATE_FILE) -> None:
@@ -45,15 +50,33 @@ def fsync_directory(path: Path) -> None:
 
 
 def ensure_private_directory(path: Path) -> None:
-    """Create `path` (and parents) with mode 0700 for the new levels, owned as their parent."""
+    """Create `path` (and parents) with mode 0700 for the new levels, owned as their parent;
+    2750 in a store shared with a group (see `is_shared`)."""
     missing = [p for p in (path, *path.parents) if not p.exists()]
     for level in reversed(missing):
         level.mkdir(mode=PRIVATE_DIR, exist_ok=True)
         fd = os.open(level, os.O_RDONLY | os.O_DIRECTORY)
         try:
             give_to_directory_owner(fd, level.parent)
+            if is_shared(level.parent):
+                os.fchmod(fd, SHARED_DIR)
         finally:
             os.close(fd)
+
+
+def is_shared(directory: Path) -> bool:
+    """Whether the directory is shared with its group: setgid, the group may read and enter,
+    may not write, others have nothing (mode 2750)."""
+    try:
+        mode = os.stat(directory).st_mode
+    except OSError:
+        return False
+    return stat.S_IMODE(mode) == SHARED_DIR
+
+
+def key_file_mode(directory: Path) -> int:
+    """The mode of a key made in `directory`: readable by the directory's group if shared."""
+    return SHARED_KEY if is_shared(directory) else PRIVATE_FILE
 
 
 def give_to_directory_owner(fd: int, directory: Path) -> None:

@@ -9,6 +9,7 @@ every file 0600 before a byte of it is written, atomically.
 
 from __future__ import annotations
 
+import os
 import stat
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -19,7 +20,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from reputable.errors import ConfigError, Problem
-from reputable.keys.files import ensure_private_directory, write_atomic
+from reputable.keys.files import (
+    SHARED_KEY,
+    ensure_private_directory,
+    is_shared,
+    key_file_mode,
+    write_atomic,
+)
 from reputable.keys.metadata import KeyMetadata, KeyState, dump_metadata, parse_metadata
 from reputable.keys.selector import RESERVED_PREFIX
 from reputable.log import Field
@@ -123,7 +130,7 @@ def _read_key(pem: Path, problems: list[Problem]) -> StoredKey | None:
             problems.append(_not_a_key_file(pem, exc.reason))
         return None
     mode = stat.S_IMODE(file.info.st_mode)
-    if mode & 0o077:
+    if mode & 0o077 and not _shared_with_group(pem, file.info):
         fix = (
             f"others must not read a private key; run: chmod 600 {pem} "
             f"(if someone may have read it, replace it: reputable keys rotate {pem.parent.name})"
@@ -138,6 +145,14 @@ def _read_key(pem: Path, problems: list[Problem]) -> StoredKey | None:
         return None
     key = SigningKey(pem.parent.name, pem.stem, meta.algorithm, loaded)
     return StoredKey(key, meta, pem)
+
+
+def _shared_with_group(pem: Path, info: os.stat_result) -> bool:
+    """A key readable by its directory's group only, in a directory shared with that group
+    (`reputable keys share`): the one way a key may be more than its owner's."""
+    if stat.S_IMODE(info.st_mode) != SHARED_KEY or not is_shared(pem.parent):
+        return False
+    return info.st_gid == os.stat(pem.parent).st_gid
 
 
 def _not_a_key_file(pem: Path, reason: str) -> Problem:
@@ -250,5 +265,5 @@ def write_key(
     )
     # Metadata first: a key file is only ever loaded with its metadata beside it.
     write_atomic(metadata_path(pem), dump_metadata(meta))
-    write_atomic(pem, pem_bytes)
+    write_atomic(pem, pem_bytes, key_file_mode(directory))
     return pem
