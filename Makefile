@@ -8,9 +8,10 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # What the milter needs to build and run (pymilter compiles against libmilter).
 RUN_PACKAGES  := libmilter-dev gcc python3-dev python3-venv
-# The real parts the tests start: an MTA, independent DKIM verifiers.
+# The real parts the tests start: an MTA, independent DKIM verifiers (libidn12: the Exim
+# binary the tests unpack from Debian needs it).
 TEST_PACKAGES := postfix libmail-dkim-perl libnet-dns-perl opendkim opendkim-tools strace knot \
-                 lintian mmdebstrap systemd-container prometheus
+                 lintian mmdebstrap systemd-container prometheus libidn12
 # What `make deb` builds the Debian package with.
 DEB_PACKAGES  := debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools
 
