@@ -226,6 +226,13 @@ class KeysConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class EximConfig:
+    socket: Path | None = None  # the gate's unix socket for Exim's ACLs; None: off
+    socket_group: str = ""  # its group (Debian-exim); empty: the daemon's
+    socket_mode: int = 0o660
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsConfig:
     listen: tuple[str, int] | None = None  # (address, port) of /metrics; None: off
 
@@ -249,6 +256,7 @@ class Config:
     keys: KeysConfig = field(default_factory=KeysConfig)
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    exim: EximConfig = field(default_factory=EximConfig)
     source: str = "<defaults>"
 
 
@@ -390,7 +398,8 @@ def parse_socket(value: Any) -> MilterSocket:
     return MilterSocket(kind, host=host, port=port)
 
 
-_ACCOUNT_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
+# What useradd accepts; Debian's own system accounts have capitals ("Debian-exim").
+_ACCOUNT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
 
 
 def _account_name(value: Any) -> str:
@@ -664,6 +673,11 @@ _SCHEMA: dict[str, dict[str, tuple[str, Parser]]] = {
     "metrics": {
         "listen": ("listen", _metrics_listen),
     },
+    "exim": {
+        "socket": ("socket", _optional_path),
+        "socket_group": ("socket_group", _account_name),
+        "socket_mode": ("socket_mode", _socket_mode),
+    },
     "log": {
         "format": ("format", _enum(LogFormat)),
         "target": ("target", _log_target),
@@ -682,6 +696,7 @@ _SECTION_TYPES: dict[str, type[Any]] = {
     "keys.publish": PublishConfig,
     "log": LogConfig,
     "metrics": MetricsConfig,
+    "exim": EximConfig,
 }
 
 

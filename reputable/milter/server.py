@@ -29,6 +29,8 @@ import uvloop
 from reputable import __version__
 from reputable.config import Config, MilterSocket
 from reputable.errors import ConfigError, Problem
+from reputable.exim_gate import remove_socket as remove_exim_socket
+from reputable.exim_gate import serve_exim
 from reputable.host import postconf
 from reputable.keys.record import record_value, zone_file_line
 from reputable.keywatch import KeyWatcher
@@ -257,14 +259,11 @@ async def run(holder: RuntimeHolder, config: Config, reload_config: Callable[[],
     # message is accepted before the gate can judge it; it is built on a worker thread.
     await loop.run_in_executor(executor, start_reputation, holder)
     await listener.open()
-    metrics_server = None
-    if config.metrics.listen is not None:
-        holder.metrics = Metrics(holder)
-        try:
-            metrics_server = await serve_metrics(config, holder.metrics)
-        except ConfigError:
-            listener.remove_socket_file()
-            raise
+    try:
+        side = await open_side_servers(config, holder, executor)
+    except ConfigError:
+        listener.remove_socket_file()
+        raise
     sweeper: asyncio.Task[None] | None = None
     try:
         loop.add_signal_handler(signal.SIGHUP, reload, holder, reload_config, executor)
@@ -282,14 +281,37 @@ async def run(holder: RuntimeHolder, config: Config, reload_config: Callable[[],
         await listener.close(STOP_GRACE_S)
     finally:
         listener.remove_socket_file()
-        if metrics_server is not None:
-            metrics_server.close()
+        close_side_servers(config, side)
         if sweeper is not None:
             sweeper.cancel()
         if holder.reputation is not None:
             holder.reputation.stop()
         executor.shutdown(wait=False, cancel_futures=True)
     return 0
+
+
+async def open_side_servers(
+    config: Config, holder: RuntimeHolder, executor: Executor
+) -> list[asyncio.Server]:
+    """/metrics and the gate for Exim, where configured; all or none (ConfigError)."""
+    servers: list[asyncio.Server] = []
+    try:
+        if config.metrics.listen is not None:
+            holder.metrics = Metrics(holder)
+            servers.append(await serve_metrics(config, holder.metrics))
+        if config.exim.socket is not None:
+            servers.append(await serve_exim(config, holder, executor))
+    except ConfigError:
+        close_side_servers(config, servers)
+        raise
+    return servers
+
+
+def close_side_servers(config: Config, servers: list[asyncio.Server]) -> None:
+    for server in servers:
+        server.close()
+    if config.exim.socket is not None and servers:
+        remove_exim_socket(config.exim.socket)
 
 
 async def close_idle(connections: set[MilterConnection], holder: RuntimeHolder) -> None:
@@ -375,6 +397,9 @@ def _swap_runtime(holder: RuntimeHolder, runtime: Runtime, executor: Executor) -
     config = runtime.config
     if config.milter.socket != holder.current.config.milter.socket:
         detail = "milter.socket changes only on restart"
+        emit(_log, logging.WARNING, {Field.EVENT: "reload", Field.DETAIL: detail})
+    if config.exim != holder.current.config.exim:
+        detail = "the [exim] socket changes only on restart"
         emit(_log, logging.WARNING, {Field.EVENT: "reload", Field.DETAIL: detail})
     if config.metrics != holder.current.config.metrics:
         detail = "metrics.listen changes only on restart"

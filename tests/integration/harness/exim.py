@@ -93,6 +93,7 @@ class EximInstance:
     workdir: Path  # Debian-exim must be able to enter every directory above it
     keys: Path  # reputable's key store
     relay: tuple[str, int]  # where all mail goes (the test sink)
+    gate_socket: Path | None = None  # reputable's [exim] socket: the README's ACL stanza
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -122,9 +123,11 @@ class EximInstance:
             f"daemon_smtp_ports = {self.port}\n"
             "local_interfaces = 127.0.0.1\n"
             "acl_smtp_rcpt = acl_check_rcpt\n"
+            "acl_smtp_data = acl_check_data\n"
             "begin acl\n"
             "acl_check_rcpt:\n"
             "  accept\n"
+            "acl_check_data:\n" + readme_acl_lines(self.gate_socket) + "  accept\n"
             "begin routers\n"
             "relay_all:\n"
             "  driver = manualroute\n"
@@ -168,6 +171,17 @@ class EximInstance:
             parts.append(f"--- stderr ---\n{errors.read_text(errors='replace')[-2000:]}")
         return "\n".join(parts)
 
+    def queue(self) -> str:
+        """`exim -bp`: the messages in the queue, frozen ones marked "*** frozen ***"."""
+        done = subprocess.run(
+            [str(exim_binary()), "-C", str(self.config_path), "-bp"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return done.stdout
+
     def submit_local(self, message: bytes, sender: str, recipients: list[str]) -> None:
         """`exim -bm`: a local submission (as sendmail does), delivered at once (-odi)."""
         subprocess.run(
@@ -185,6 +199,15 @@ class EximInstance:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def readme_acl_lines(socket: Path | None) -> str:
+    """The README's ACL stanza for the gate, asking `socket` ("" without a gate)."""
+    if socket is None:
+        return ""
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    block = readme.split("# the reputation gate, first in acl_smtp_data\n", 1)[1]
+    return block.split("```", 1)[0].replace("/run/reputable/exim.sock", str(socket))
 
 
 def readme_transport_lines(keys: Path) -> str:
