@@ -244,9 +244,11 @@ def run(args: argparse.Namespace) -> int:
 
         return report_command(args.logs, args.since, args.start, args.until, args.json, sys.stdout)
     if args.command == "sign":
-        from reputable.filter import sign_stream
+        from reputable.filter import filter_log, sign_stream
 
-        return sign_stream(_load(args), sys.stdin.buffer, sys.stdout.buffer, sys.stderr)
+        config = load_config(config_argument(args))
+        configure_logging(filter_log(config.log))
+        return sign_stream(config, sys.stdin.buffer, sys.stdout.buffer, sys.stderr)
     return run_keys(args, _load(args))
 
 

@@ -8,11 +8,15 @@ message that must not be signed is written out unchanged.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from reputable.config import Config
-from reputable.log import Field, emit, logger
+from reputable.config import Config, LogConfig
+from reputable.log import SYSLOG_SOCKET, Field, emit, logger
 from reputable.policy import Source, decide
 from reputable.runtime import load_runtime
 from reputable.signing.rawmessage import MessageFormatError, parse_message
@@ -20,6 +24,27 @@ from reputable.signing.signer import MessageSigner
 
 _log = logger("sign")
 EX_DATAERR = 65
+
+
+def filter_log(log: LogConfig) -> LogConfig:
+    """Where `sign` logs: as configured, unless standard error is the message's own stream.
+
+    Exim gives a transport filter's standard error the same pipe as its
+    standard output: a log line there would become a line of the message
+    (and break its signature). Then the line goes to syslog (facility mail),
+    or nowhere on a host without /dev/log.
+    """
+    if log.target != "stderr" or not _stderr_is_stdout():
+        return log
+    return replace(log, target="syslog" if Path(SYSLOG_SOCKET).exists() else "/dev/null")
+
+
+def _stderr_is_stdout() -> bool:
+    try:
+        out, err = os.fstat(sys.stdout.fileno()), os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError):
+        return False
+    return (out.st_dev, out.st_ino) == (err.st_dev, err.st_ino) and not os.isatty(2)
 
 
 def sign_stream(config: Config, source: BinaryIO, sink: BinaryIO, err: TextIO) -> int:

@@ -22,6 +22,7 @@ from reputable.config import LogConfig, LogFormat
 from reputable.errors import Problem
 
 ROOT = "reputable"
+SYSLOG_SOCKET = "/dev/log"
 _FIELDS_ATTR = "reputable_fields"
 _BARE = re.compile(r"^[A-Za-z0-9_.@:/+,\-\[\]]+$")
 
@@ -185,7 +186,7 @@ def _handler(target: str) -> logging.Handler:
         return logging.StreamHandler(sys.stderr)
     if target == "syslog":
         return logging.handlers.SysLogHandler(
-            address="/dev/log", facility=logging.handlers.SysLogHandler.LOG_MAIL
+            address=SYSLOG_SOCKET, facility=logging.handlers.SysLogHandler.LOG_MAIL
         )
     return logging.handlers.WatchedFileHandler(target)
 

@@ -28,7 +28,7 @@ from reputable.keys.commands import (
     signing_notes,
 )
 from reputable.keys.dnscheck import DnsStatus, RecordCheck, check_key_record
-from reputable.keys.files import write_atomic
+from reputable.keys.files import key_file_mode, write_atomic
 from reputable.keys.keyring import not_signing
 from reputable.keys.lifecycle import (
     Change,
@@ -82,7 +82,8 @@ def apply_changes(changes: Sequence[Change]) -> None:
     """Write each key's new metadata, in order, each write atomic on its own; then the
     domains' names for their active keys follow (keys/active_names.py)."""
     for change in changes:
-        write_atomic(metadata_path(change.key.path), dump_metadata(change.meta))
+        meta = metadata_path(change.key.path)
+        write_atomic(meta, dump_metadata(change.meta), key_file_mode(meta.parent))
         fields: dict[Field, object] = {
             Field.EVENT: f"key_{change.meta.state.value}",
             Field.DOMAIN: change.key.key.domain,

@@ -3,10 +3,11 @@
 Exim signs with the store's keys itself (README, "Exim"); its transport runs
 as Debian-exim. The least access that works is a group: the store's
 directories become mode 2750 with that group (setgid, so what is made in
-them later is the group's too), the private keys and the active-* selector
-files 0640. The group reads; it never writes, and others read nothing. The
-metadata files stay the owner's alone. The store's readers accept a key
-readable by its group only in such a directory (keys/store.py).
+them later is the group's too), the private keys, their metadata and the
+active-* selector files 0640 (`reputable sign` as Exim's transport filter
+reads the metadata too). The group reads; it never writes, and others read
+nothing. The store's readers accept a key readable by its group only in such
+a directory (keys/store.py).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def share(root: Path, gid: int) -> int:
             info = path.lstat()
             if not stat.S_ISREG(info.st_mode) or path.name.startswith("."):
                 continue  # the active-*.pem links, lock and temporary files
-            if path.suffix == ".pem" or (
+            if path.suffix in (".pem", ".toml") or (
                 path.name.startswith(ACTIVE_PREFIX) and path.suffix == ".selector"
             ):
                 os.chown(path, -1, gid, follow_symlinks=False)

@@ -264,6 +264,6 @@ def write_key(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     # Metadata first: a key file is only ever loaded with its metadata beside it.
-    write_atomic(metadata_path(pem), dump_metadata(meta))
+    write_atomic(metadata_path(pem), dump_metadata(meta), key_file_mode(directory))
     write_atomic(pem, pem_bytes, key_file_mode(directory))
     return pem

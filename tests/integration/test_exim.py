@@ -115,6 +115,8 @@ def check_verifies(
     signatures = signed_by(received)
     assert len(signatures) == 1, f"{received.header_bytes.decode()}\n{instance.logs()}"
     (signature,) = signatures
+    # Which signer: Exim writes q=dns/txt (RFC 6376's default, which reputable leaves out).
+    assert ("q=dns/txt" in signature) == (instance.transport == ""), signature
     assert f"s={selector};" in signature.replace(" ", ""), signature
     assert f"d={DOMAIN};" in signature.replace(" ", ""), signature
     results = verify_all(received.data, dns)
@@ -161,3 +163,41 @@ def test_mail_from_a_domain_without_a_key_goes_unsigned(
     with smtplib.SMTP("127.0.0.1", instance.port, timeout=30) as smtp:
         smtp.sendmail("carol@example.org", ["bob@example.net"], data)
     assert signed_by(received(instance, smtp_sink, message_id)) == []
+
+
+def test_reputable_sign_as_the_transport_filter_signs_in_exim(
+    exim: tuple[EximInstance, Path, str], smtp_sink: SmtpSink, dns_server: DnsServer
+) -> None:
+    """The README's other path: Exim pipes each message through `reputable sign`."""
+    native, config, selector = exim
+    base = config.parent
+    # Debian-exim runs the filter: a copy of the code where it may read, on Debian's python3
+    # and libraries (the Debian package's /usr/bin/reputable is the same).
+    library = base / "lib"
+    shutil.copytree(
+        Path(__file__).resolve().parents[2] / "reputable",
+        library / "reputable",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    filter_line = readme_filter_line().replace(
+        "/usr/bin/reputable sign",
+        f"/usr/bin/env PYTHONPATH={library} /usr/bin/python3 -m reputable sign --config {config}",
+    )
+    instance = EximInstance(base / "exim-filter", native.keys, smtp_sink.address)
+    instance.transport = filter_line + "\n"
+    instance.workdir.mkdir(mode=0o755)
+    instance.start()
+    try:
+        message_id, data = message("through the filter")
+        with smtplib.SMTP("127.0.0.1", instance.port, timeout=30) as smtp:
+            smtp.sendmail(f"alice@{DOMAIN}", ["bob@example.net"], data)
+        check_verifies(instance, received(instance, smtp_sink, message_id), dns_server, selector)
+    finally:
+        instance.stop()
+
+
+def readme_filter_line() -> str:
+    """The transport_filter line of the README's Exim section."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (line,) = [line for line in readme.splitlines() if "transport_filter = " in line]
+    return line

@@ -104,3 +104,31 @@ def test_command_line(config: Config, tmp_path: Path) -> None:
     assert done.stdout.startswith(b"DKIM-Signature:")
     assert done.stdout.endswith(MESSAGE)
     assert dkim.DKIM(done.stdout).verify(dnsfunc=dns(config))
+
+
+def test_standard_error_shared_with_the_output_gets_no_log_line(
+    config: Config, tmp_path: Path
+) -> None:
+    """As Exim runs a transport filter: one pipe for both; the log line must not join the mail."""
+    path = tmp_path / "r.toml"
+    path.write_text(f'[signing]\ndomains = ["example.com"]\nkeys = "{config.signing.keys}"\n')
+    for message in (MESSAGE, MESSAGE.replace(b"alice@example.com", b"carol@example.org")):
+        done = subprocess.run(
+            [sys.executable, "-m", "reputable", "sign", "--config", str(path)],
+            input=message,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0
+        assert done.stdout.endswith(message) and b"logger=" not in done.stdout
+    # Apart, standard error has the line.
+    apart = subprocess.run(
+        [sys.executable, "-m", "reputable", "sign", "--config", str(path)],
+        input=MESSAGE,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert b"logger=sign action=accept" in apart.stderr

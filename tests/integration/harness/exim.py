@@ -94,6 +94,7 @@ class EximInstance:
     keys: Path  # reputable's key store
     relay: tuple[str, int]  # where all mail goes (the test sink)
     gate_socket: Path | None = None  # reputable's [exim] socket: the README's ACL stanza
+    transport: str = ""  # the transport's signing lines; "": the README's native DKIM lines
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -138,7 +139,9 @@ class EximInstance:
             "remote_smtp:\n"
             "  driver = smtp\n"
             f"  port = {self.relay[1]}\n"
-            "  hosts_avoid_tls = *\n" + readme_transport_lines(keys) + "begin retry\n"
+            "  hosts_avoid_tls = *\n"
+            + (self.transport or readme_transport_lines(keys))
+            + "begin retry\n"
             "* * F,1m,10s\n"
         )
 
