@@ -167,3 +167,21 @@ def test_a_query_that_cannot_be_read_is_deferred_and_logged(gate: Gate, base: Pa
     assert answer == b"defer reputable could not read the query\n"
     (error,) = milter.wait_for_event("protocol_error")
     assert error["detail"].startswith("exim query:")
+
+
+def test_local_submission_is_judged_through_acl_not_smtp(
+    world: DnsServer, gate: Gate, smtp_sink: SmtpSink
+) -> None:
+    """`exim -bm` (what sendmail is on an Exim host): the same stanza in acl_not_smtp."""
+    list_ip(world)
+    milter, exim = gate("")
+    message_id = f"{uuid.uuid4().hex}@{DOMAIN}"
+    data = (
+        f"From: root@{DOMAIN}\nTo: bob@example.test\nSubject: cron\n"
+        f"Message-ID: <{message_id}>\n\nFrom a local command.\n"
+    ).encode()
+    exim.submit_local(data, f"root@{DOMAIN}", ["bob@example.test"])
+    (line,) = exim_lines(milter)
+    assert (line["action"], line["source"], line["client"]) == ("hold", "local", "local")
+    assert "*** frozen ***" in exim.queue(), exim.logs()
+    assert smtp_sink.find("Message-ID", f"<{message_id}>") is None

@@ -125,7 +125,8 @@ class EximInstance:
             "local_interfaces = 127.0.0.1\n"
             "acl_smtp_rcpt = acl_check_rcpt\n"
             "acl_smtp_data = acl_check_data\n"
-            "begin acl\n"
+            + ("acl_not_smtp = acl_check_data\n" if self.gate_socket else "")
+            + "begin acl\n"
             "acl_check_rcpt:\n"
             "  accept\n"
             "acl_check_data:\n" + readme_acl_lines(self.gate_socket) + "  accept\n"
