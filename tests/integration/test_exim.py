@@ -25,7 +25,12 @@ import pytest
 
 from reputable.keys.record import record_name, split_strings
 from tests.integration.harness.dnsserver import DnsServer
-from tests.integration.harness.exim import EximInstance, ensure_user, exim_binary
+from tests.integration.harness.exim import (
+    EximInstance,
+    ensure_user,
+    exim_binary,
+    readme_transport_lines,
+)
 from tests.integration.harness.scratch import ScratchRecords
 from tests.integration.harness.sink import ReceivedMessage, SmtpSink
 from tests.integration.harness.verifiers import verify_all
@@ -201,3 +206,36 @@ def readme_filter_line() -> str:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     (line,) = [line for line in readme.splitlines() if "transport_filter = " in line]
     return line
+
+
+def test_rsa_and_ed25519_both_sign_in_exim(
+    exim: tuple[EximInstance, Path, str],
+    smtp_sink: SmtpSink,
+    dns_server: DnsServer,
+    records: ScratchRecords,
+) -> None:
+    native, config, rsa = exim
+    ed25519 = publish(
+        records, dns_server, reputable(config, "new", DOMAIN, "--algorithm", "ed25519")
+    )
+    base = config.parent
+    instance = EximInstance(base / "exim-dual", native.keys, smtp_sink.address)
+    instance.transport = readme_transport_lines(native.keys, "RSA and Ed25519")
+    instance.workdir.mkdir(mode=0o755)
+    instance.start()
+    try:
+        message_id, data = message("both algorithms")
+        with smtplib.SMTP("127.0.0.1", instance.port, timeout=30) as smtp:
+            smtp.sendmail(f"alice@{DOMAIN}", ["bob@example.net"], data)
+        delivered = received(instance, smtp_sink, message_id)
+    finally:
+        instance.stop()
+    assert len(signed_by(delivered)) == 2, instance.logs()
+    results = verify_all(delivered.data, dns_server)
+    assert {(r.selector, r.algorithm) for r in results["dkimpy"].results} == {
+        (rsa, "rsa-sha256"),
+        (ed25519, "ed25519-sha256"),
+    }
+    assert results["dkimpy"].passed, results["dkimpy"]
+    assert results["opendkim"].passed, results["opendkim"]
+    assert results["mail-dkim"].only("rsa").passed, results["mail-dkim"]  # it has no Ed25519

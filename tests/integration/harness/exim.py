@@ -214,9 +214,10 @@ def readme_acl_lines(socket: Path | None) -> str:
     return block.split("```", 1)[0].replace("/run/reputable/exim.sock", str(socket))
 
 
-def readme_transport_lines(keys: Path) -> str:
-    """The DKIM lines of the README's Exim section, for a key store at `keys`."""
+def readme_transport_lines(keys: Path, title: str = "reputable's keys") -> str:
+    """The DKIM lines of the README's Exim section (the block titled `title`), for a key
+    store at `keys`."""
     readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
-    block = readme.split("# the remote_smtp transport, reputable's keys\n", 1)[1]
+    block = readme.split(f"# the remote_smtp transport, {title}\n", 1)[1]
     lines = block.split("```", 1)[0]
     return lines.replace("/var/lib/reputable/keys", str(keys))
