@@ -56,7 +56,24 @@ def share_command(
         "and the active-* names, and change nothing; others read nothing.",
         file=out,
     )
+    for directory in closed_to(root, gid):
+        print(
+            f"warning: group {group} cannot pass through {directory} to reach the store; "
+            f"run: chmod o+x {directory} (others may then pass through, not list it)",
+            file=err,
+        )
     return 0
+
+
+def closed_to(root: Path, gid: int) -> list[Path]:
+    """The directories above `root` that members of group `gid` may not pass through."""
+    closed = []
+    for directory in root.resolve().parents:
+        info = directory.stat()
+        mode = stat.S_IMODE(info.st_mode)
+        if not (mode & 0o001 or (info.st_gid == gid and mode & 0o010)):
+            closed.append(directory)
+    return closed
 
 
 def share(root: Path, gid: int) -> int:

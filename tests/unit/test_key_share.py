@@ -84,3 +84,17 @@ def test_an_unknown_group_is_refused(tmp_path: Path) -> None:
     err = io.StringIO()
     assert share_command(config, "no-such-group", err=err) == EX_USAGE
     assert "no group named 'no-such-group'" in err.getvalue()
+
+
+def test_a_directory_above_the_store_the_group_cannot_pass_is_named(tmp_path: Path) -> None:
+    config = Config(signing=SigningConfig(domains=(DOMAIN,), keys=tmp_path / "a" / "keys"))
+    assert new_command(config, DOMAIN, "s1", "rsa", 2048, False, out=io.StringIO()) == 0
+    os.chmod(tmp_path / "a", 0o750)
+    err = io.StringIO()
+    assert share_command(config, GROUP, out=io.StringIO(), err=err) == 0
+    assert f"cannot pass through {tmp_path / 'a'}" in err.getvalue()
+    assert f"chmod o+x {tmp_path / 'a'}" in err.getvalue()
+    os.chmod(tmp_path / "a", 0o751)
+    err = io.StringIO()
+    assert share_command(config, GROUP, out=io.StringIO(), err=err) == 0
+    assert str(tmp_path / "a") not in err.getvalue()
