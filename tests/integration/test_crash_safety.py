@@ -91,7 +91,17 @@ def sound_store(config: Path) -> dict[str, KeyState]:
     assert contents.problems == (), contents.problems
     directory = settings.signing.keys / DOMAIN
     for pem in directory.glob("*.pem"):
+        if pem.name.startswith("active-"):
+            continue  # the link to the key that signs (below)
         assert pem.with_suffix(".toml").exists(), f"{pem} without its metadata"
+    # The names Exim reads lead to a key of the store, and both name the same one: at any
+    # point a crash leaves them at the old active key or the new one, never half.
+    link, named = directory / "active-rsa.pem", directory / "active-rsa.selector"
+    if named.exists():
+        selector = named.read_text().strip()
+        assert selector in {k.key.selector for k in contents.keys}, selector
+        assert (directory / f"{selector}.pem").exists()
+        assert link.resolve().exists()
     return {k.key.selector: k.meta.state for k in contents.keys}
 
 

@@ -278,8 +278,11 @@ def test_the_maintainer_scripts_made_the_user_and_safe_paths(machine: Machine) -
 def test_commands_run_on_the_installed_code(machine: Machine) -> None:
     assert machine.run("reputable --version").stdout.strip().startswith("reputable ")
     (key,) = machine.run(f"ls /var/lib/reputable/keys/{DOMAIN}/").stdout.split()[:1]
-    pem = machine.run(f"stat -c '%U %a' /var/lib/reputable/keys/{DOMAIN}/*.pem").stdout.split()
+    pem = machine.run(f"stat -c '%U %a' /var/lib/reputable/keys/{DOMAIN}/s*.pem").stdout.split()
     assert pem == ["reputable", "600"], key
+    # The names Exim's signer reads: a link to that key and its selector.
+    link = machine.run(f"readlink /var/lib/reputable/keys/{DOMAIN}/active-rsa.pem").stdout
+    assert link.strip().endswith(".pem") and link.strip().startswith("s"), link
     check = machine.run("reputable check --json", check=False)
     assert check.returncode in (0, 1, 2), check.stderr
     report = json.loads(check.stdout)

@@ -81,7 +81,8 @@ def test_demo_creates_one_key_and_prints_postfix_and_dns(tmp_path: Path) -> None
     assert "event=start" in first
     second = run_demo(config)
     assert "already has an active rsa-sha256 key; nothing created." in second
-    assert len(list((tmp_path / "keys" / "example.com").glob("*.pem"))) == 1
+    assert len(list((tmp_path / "keys" / "example.com").glob("[!a]*.pem"))) == 1
+    assert (tmp_path / "keys" / "example.com" / "active-rsa.pem").is_symlink()
 
 
 @pytest.mark.parametrize("fqdn", sorted(HOSTS))
