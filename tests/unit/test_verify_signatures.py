@@ -16,7 +16,7 @@ from reputable.signing.canonicalization import Canonicalization
 from reputable.signing.rawmessage import parse_message
 from reputable.signing.signature import SigningKey
 from reputable.signing.signer import MessageSigner, SigningPolicy
-from reputable.verify.dkim import (
+from reputable.verify.signatures import (
     MAX_SIGNATURES,
     DkimResult,
     DkimVerifier,
