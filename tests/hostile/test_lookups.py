@@ -86,7 +86,12 @@ def threads_of(milter: MilterDaemon) -> int:
     """The daemon's threads, less libuv's own (its resolver pool, started when it likes)."""
     assert milter.process is not None
     tasks = Path(f"/proc/{milter.process.pid}/task")
-    names = [(task / "comm").read_text().strip() for task in tasks.iterdir()]
+    names = []
+    for task in tasks.iterdir():
+        try:
+            names.append((task / "comm").read_text().strip())
+        except FileNotFoundError:
+            continue  # a thread that ended since the listing: not one of them any more
     return sum(name != "libuv-worker" for name in names)
 
 
