@@ -9,7 +9,6 @@ and are closed; an address already taken stops the start with exit 78.
 from __future__ import annotations
 
 import contextlib
-import io
 import socket
 import subprocess
 import sys
@@ -22,15 +21,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from reputable.config import Config, SigningConfig
-from reputable.keys.commands import new_command
-from reputable.keys.record import record_name, record_value, split_strings
-from reputable.keys.store import read_store
 from reputable.metrics_http import MAX_CLIENTS, READ_TIMEOUT_S
 from tests.integration.daemon import MilterDaemon, free_port
 from tests.integration.harness.dnsserver import DnsServer
 from tests.integration.harness.postfix import PostfixFactory, PostfixInstance
 from tests.integration.harness.scratch import ScratchRecords
+from tests.integration.test_report import host_in_good_standing
 
 pytestmark = pytest.mark.integration
 
@@ -69,18 +65,7 @@ def daemon(
     postfix_factory: PostfixFactory,
 ) -> Iterator[tuple[MilterDaemon, PostfixInstance, int]]:
     keys = tmp_path / "keys"
-    config = Config(signing=SigningConfig(domains=("example.com",), keys=keys))
-    assert new_command(config, "example.com", "s1", "rsa", 2048, False, out=io.StringIO()) == 0
-    (stored,) = read_store(keys).keys
-    records.ptr("192.0.2.25", "mta.example.com")
-    records.a("mta.example.com", "192.0.2.25")
-    records.txt("example.com", "v=spf1 ip4:192.0.2.25 -all")
-    records.txt("_dmarc.example.com", "v=DMARC1; p=reject")
-    records.own(record_name("s1", "example.com"))
-    dns_server.set_txt(
-        record_name("s1", "example.com"),
-        *split_strings(record_value(stored.key.algorithm, stored.key.private_key)),
-    )
+    host_in_good_standing(records, dns_server, keys)
     port = free_port()
     host, dns_port = dns_server.address
     milter = MilterDaemon(tmp_path, keys, ["example.com"], dns_server.address)

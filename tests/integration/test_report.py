@@ -54,18 +54,12 @@ def message(subject: str) -> bytes:
     ).encode()
 
 
-@pytest.fixture
-def logs(
-    dns_server: DnsServer,
-    records: ScratchRecords,
-    tmp_path: Path,
-    postfix_factory: PostfixFactory,
-    smtp_sink: SmtpSink,
-) -> Iterator[tuple[PostfixInstance, MilterDaemon]]:
-    keys = tmp_path / "keys"
+def host_in_good_standing(records: ScratchRecords, dns_server: DnsServer, keys: Path) -> None:
+    """A key for example.com (selector s1) and the DNS of a host in good standing: PTR and
+    FCrDNS of 192.0.2.25, SPF, DMARC and the key's record, so that our log has nothing to
+    say against the host."""
     config = Config(signing=SigningConfig(domains=("example.com",), keys=keys))
     assert new_command(config, "example.com", "s1", "rsa", 2048, False, out=io.StringIO()) == 0
-    # A host in good standing, so that our own log has nothing to say against it.
     (stored,) = read_store(keys).keys
     records.ptr("192.0.2.25", "mta.example.com")
     records.a("mta.example.com", "192.0.2.25")
@@ -76,6 +70,18 @@ def logs(
         record_name("s1", "example.com"),
         *split_strings(record_value(stored.key.algorithm, stored.key.private_key)),
     )
+
+
+@pytest.fixture
+def logs(
+    dns_server: DnsServer,
+    records: ScratchRecords,
+    tmp_path: Path,
+    postfix_factory: PostfixFactory,
+    smtp_sink: SmtpSink,
+) -> Iterator[tuple[PostfixInstance, MilterDaemon]]:
+    keys = tmp_path / "keys"
+    host_in_good_standing(records, dns_server, keys)
     milter = MilterDaemon(tmp_path, keys, ["example.com"], dns_server.address).start()
     refreshed = milter.wait_for_event("host_refreshed")
     assert not [line for line in milter.lines() if line.get("event") == "host_fail"], refreshed

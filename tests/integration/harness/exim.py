@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.integration.daemon import free_port
+
 CACHE = Path("/var/cache/reputable-tests/exim")
 PACKAGES = ("exim4-daemon-light", "exim4-base")
 USER = "Debian-exim"
@@ -77,13 +79,6 @@ def ensure_user() -> None:
         check=True,
         timeout=60,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
