@@ -62,20 +62,12 @@ class PostfixEvent(NamedTuple):
     reply: str = ""  # the remote server's words (deliveries), the milter's reply
 
 
-def is_postfix(program: str) -> bool:
-    """Postfix's programs, also of a second instance (``postfix-out/smtp``); "" (journalctl
-    -o cat wrote no program) may be any."""
-    return not program or (program.startswith("postfix") and "/" in program)
-
-
-def agent(program: str) -> str:
-    """The daemon's name without the instance: ``postfix-out/smtp`` → ``smtp``."""
-    return program.rpartition("/")[2]
-
-
 def parse_postfix(program: str, text: str) -> PostfixEvent | None:
-    """The event a Postfix line reports about one queued message, or None."""
-    if program and not (program.startswith("postfix") and "/" in program):  # is_postfix
+    """The event a Postfix line reports about one queued message, or None.
+
+    Postfix's programs are ``postfix/NAME`` (``postfix-out/NAME`` for a second
+    instance); "" (``journalctl -o cat`` wrote no program) may be any."""
+    if program and not (program.startswith("postfix") and "/" in program):
         return None
     found = _QUEUE_ID.match(text)
     if found is None:
@@ -83,7 +75,7 @@ def parse_postfix(program: str, text: str) -> PostfixEvent | None:
     qid, rest = found[1], text[found.end() :]
     if rest == "removed":
         return PostfixEvent(qid, _KIND_REMOVED, {})
-    daemon = program.rpartition("/")[2]  # agent
+    daemon = program.rpartition("/")[2]  # the daemon without the instance: smtp
     if rest.startswith("milter-"):
         return _milter(qid, rest)
     if rest.startswith("client="):
