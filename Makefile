@@ -40,7 +40,7 @@ integration: system-test $(BIN)/reputable
 # pyproject.toml allows (the Debian package depends on them): `make test` proves the minimums.
 DEBIAN_PYTHON       := /usr/bin/python3
 DEBIAN_LIB_PACKAGES := python3-milter python3-dnspython python3-cryptography python3-uvloop \
-                       python3-spf python3-prometheus-client python3-dkim python3-pytest python3-hypothesis python3-aiosmtpd \
+                       python3-spf python3-prometheus-client python3-authres python3-dkim python3-pytest python3-hypothesis python3-aiosmtpd \
                        python3-nacl
 .PHONY: test-debian-libs
 test-debian-libs:

@@ -233,6 +233,14 @@ class EximConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class InboundConfig:
+    verify: bool = True  # verify mail that is not outbound and write Authentication-Results
+    authserv_id: str = ""  # the header's authserv-id; empty: this host's name
+    dmarc_enforce: bool = False  # refuse DMARC fail under p=reject, hold it under p=quarantine
+    trusted_arc_signers: tuple[str, ...] = ()  # an ARC pass sealed by one of these exempts it
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsConfig:
     listen: tuple[str, int] | None = None  # (address, port) of /metrics; None: off
 
@@ -257,6 +265,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     exim: EximConfig = field(default_factory=EximConfig)
+    inbound: InboundConfig = field(default_factory=InboundConfig)
     source: str = "<defaults>"
 
 
@@ -602,6 +611,16 @@ def _log_target(value: Any) -> str:
     raise ValueError('"stderr", "syslog" or an absolute file path')
 
 
+_AUTHSERV_ID = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")  # RFC 8601 value: a token
+
+
+def _authserv_id(value: Any) -> str:
+    text = _string(value)
+    if text and not _AUTHSERV_ID.match(text):
+        raise ValueError('a host name such as "mx.example.org" (no spaces, ";" or "()"), or ""')
+    return text
+
+
 # --- the schema: section -> key -> (dataclass field, parser) ---
 
 _SCHEMA: dict[str, dict[str, tuple[str, Parser]]] = {
@@ -678,6 +697,12 @@ _SCHEMA: dict[str, dict[str, tuple[str, Parser]]] = {
         "socket_group": ("socket_group", _account_name),
         "socket_mode": ("socket_mode", _socket_mode),
     },
+    "inbound": {
+        "verify": ("verify", _boolean),
+        "authserv_id": ("authserv_id", _authserv_id),
+        "dmarc_enforce": ("dmarc_enforce", _boolean),
+        "trusted_arc_signers": ("trusted_arc_signers", _list_of(parse_domain)),
+    },
     "log": {
         "format": ("format", _enum(LogFormat)),
         "target": ("target", _log_target),
@@ -697,6 +722,7 @@ _SECTION_TYPES: dict[str, type[Any]] = {
     "log": LogConfig,
     "metrics": MetricsConfig,
     "exim": EximConfig,
+    "inbound": InboundConfig,
 }
 
 

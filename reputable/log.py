@@ -65,6 +65,10 @@ class Field(StrEnum):
     STATE = "state"
     MAX_CONNECTIONS = "max_connections"
     REFUSED = "refused"
+    DKIM_IN = "dkim_in"
+    SPF_IN = "spf_in"
+    DMARC_IN = "dmarc_in"
+    ARC_IN = "arc_in"
 
 
 def logger(subsystem: str) -> logging.Logger:

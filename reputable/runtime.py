@@ -19,6 +19,7 @@ from reputable.regular_file import UnreadableFile, read_regular_file
 from reputable.signing.signer import SigningPolicy
 
 if TYPE_CHECKING:
+    from reputable.inbound.lookups import InboundLookups
     from reputable.metrics import Metrics
     from reputable.reputation import Reputation
 
@@ -151,6 +152,7 @@ class RuntimeHolder:
         self.current = runtime
         self.reputation: Reputation | None = None  # the gate's engine, when the milter runs one
         self.metrics: Metrics | None = None  # when [metrics] listen is set
+        self.inbound: InboundLookups | None = None  # with the gate's engine, sharing its caches
         self._sessions = 0
         self._lock = threading.Lock()
 

@@ -175,13 +175,19 @@ def all_pass(evaluations: Sequence[SpfEvaluation]) -> bool:
 
 
 def query_spf(
-    ip: str, domain: str, helo: str, resolver: dns.resolver.Resolver, timeout_s: float
+    ip: str,
+    domain: str,
+    helo: str,
+    resolver: dns.resolver.Resolver,
+    timeout_s: float,
+    sender: str = "",
 ) -> SpfEvaluation:
-    """check_host(ip, domain, postmaster@domain) (RFC 7208 §4), every DNS query through `resolver`.
+    """check_host(ip, domain, sender) (RFC 7208 §4), every DNS query through `resolver`.
 
     `domain` is the MAIL FROM domain, or the HELO name for the HELO identity;
-    `helo` only feeds the %{h} macro. The whole evaluation is bounded by
-    `timeout_s`. Never raises: DNS trouble is TEMPERROR.
+    `sender` the address (postmaster@domain when not given) and `helo` feed the
+    %{l}, %{s} and %{h} macros. The whole evaluation is bounded by `timeout_s`.
+    Never raises: DNS trouble is TEMPERROR.
     """
     domain = _normal_domain(domain)
     try:
@@ -194,7 +200,9 @@ def query_spf(
     if not domain:
         # RFC 7208 §4.3: no domain to check → "none".
         return SpfEvaluation(ip_text, domain, SpfResult.NONE, "no domain to check")
-    query = _RoutedQuery(ip_text, f"postmaster@{domain}", helo or domain, resolver, timeout_s)
+    query = _RoutedQuery(
+        ip_text, sender or f"postmaster@{domain}", helo or domain, resolver, timeout_s
+    )
     try:
         result_text, _code, explanation = query.check()
     except Exception as exc:  # a pyspf bug must not reach the milter

@@ -42,8 +42,9 @@ _log = logger("milter")
 # no large packet for this long (an idle connection holds 4 KiB).
 SHRINK_AFTER_S = 1.0
 _STREAMING = frozenset({p.State.EOH, p.State.BODY})
-# What reputable may do to a message: add header fields, hold it, choose its macros.
-ACTIONS = p.ADDHDRS | p.QUARANTINE | p.SETSYMLIST
+# What reputable may do to a message: add header fields, remove forged Authentication-Results,
+# hold it, choose its macros.
+ACTIONS = p.ADDHDRS | p.CHGHDRS | p.QUARANTINE | p.SETSYMLIST
 # Without these an MTA would refuse every signature or hold (libmilter refuses it too); without
 # SETSYMLIST it sends its default macros, which hold the ones used.
 NEEDED_ACTIONS = p.ADDHDRS | p.QUARANTINE
@@ -114,6 +115,9 @@ class Context:
             self.modifications.append(p.add_header(name, value))
         else:
             self.modifications.append(p.insert_header(index, name, value))
+
+    def chgheader(self, name: str, index: int, value: str) -> None:
+        self.modifications.append(p.change_header(index, name, value))
 
     def quarantine(self, reason: str) -> None:
         self.modifications.append(p.quarantine(reason))

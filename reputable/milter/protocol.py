@@ -56,6 +56,7 @@ R_ACCEPT = b"a"
 R_CONTINUE = b"c"
 R_DISCARD = b"d"
 R_ADDHEADER = b"h"
+R_CHGHEADER = b"m"
 R_INSHEADER = b"i"
 R_QUARANTINE = b"q"
 R_REJECT = b"r"
@@ -65,9 +66,15 @@ R_OPTNEG = b"O"
 
 # Actions the milter may take (SMFIF_*).
 ADDHDRS = 0x01
+CHGHDRS = 0x10
 QUARANTINE = 0x20
 SETSYMLIST = 0x100
-ACTION_NAMES = {ADDHDRS: "add_header", QUARANTINE: "quarantine", SETSYMLIST: "setsymlist"}
+ACTION_NAMES = {
+    ADDHDRS: "add_header",
+    CHGHDRS: "change_header",
+    QUARANTINE: "quarantine",
+    SETSYMLIST: "setsymlist",
+}
 
 # Protocol steps the milter skips (SMFIP_NO*) or does not answer (SMFIP_NR_*).
 P_NOCONNECT = 0x01
@@ -452,6 +459,11 @@ def add_header(name: str, value: str) -> bytes:
 
 def insert_header(index: int, name: str, value: str) -> bytes:
     return packet(R_INSHEADER, struct.pack(">I", index) + _cstr(name) + _cstr(value))
+
+
+def change_header(index: int, name: str, value: str) -> bytes:
+    """Replace the index-th (from 1) field of that name; an empty value removes it."""
+    return packet(R_CHGHEADER, struct.pack(">I", index) + _cstr(name) + _cstr(value))
 
 
 def quarantine(reason: str) -> bytes:

@@ -32,6 +32,7 @@ from reputable.errors import ConfigError, Problem
 from reputable.exim_gate import remove_socket as remove_exim_socket
 from reputable.exim_gate import serve_exim
 from reputable.host import postconf
+from reputable.inbound.lookups import InboundLookups
 from reputable.keys.record import record_value, zone_file_line
 from reputable.keywatch import KeyWatcher
 from reputable.log import Field, configure_logging, emit, emit_problems, logger
@@ -339,6 +340,7 @@ def start_reputation(holder: RuntimeHolder) -> None:
         old = holder.reputation
         engine = Reputation(holder)
         engine.start()
+        holder.inbound = InboundLookups(engine)
         holder.reputation = engine
         if old is not None:
             old.stop()

@@ -22,6 +22,11 @@ import Milter
 
 from reputable.config import Action, OnError
 from reputable.gate import WARNING_HEADER, GateDecision, decide_gate, summary_fields
+from reputable.inbound.check import Envelope as Received
+from reputable.inbound.check import InboundCheck, InboundReport, prepare
+from reputable.inbound.dmarc_verdict import Disposition
+from reputable.inbound.header import NAME as AUTH_RESULTS
+from reputable.inbound.header import forged
 from reputable.log import Field, emit, logger
 from reputable.policy import Envelope, Source, Verdict, classify_source, decide
 from reputable.reputation import MessageFacts, WouldBlock
@@ -44,12 +49,15 @@ class Message:
     runtime: Runtime
     auth_user: str | None
     mail_from_domain: str = ""
+    mail_from: str = ""  # the address, "" for <>
     queue_id: str = "-"
     gate: GateDecision | None = None
     facts: MessageFacts | None = None
     fields: list[HeaderField] = field(default_factory=list)
     verdict: Verdict | None = None
     signer: MessageSigner | None = None
+    inbound: InboundCheck | None = None  # received mail being verified
+    report: InboundReport | None = None  # what its verification found
     spent_s: float = 0.0
     # What the header block may still take ([milter] max_header_bytes, max_headers).
     header_room: int = 0
@@ -67,7 +75,7 @@ class Overflow(StrEnum):
 # Callbacks negotiated without a reply (SMFIP_NR_*): the MTA does not wait for
 # them, which saves a round trip per header. A failure in one is remembered and
 # answered by the next callback that does reply (data, end of headers, end of message).
-NO_REPLY = frozenset({"connect", "envfrom", "header", "body"})
+NO_REPLY = frozenset({"connect", "hello", "envfrom", "header", "body"})
 
 
 def _boundary(callback: F) -> F:
@@ -125,6 +133,7 @@ class Session(Milter.Base):
         holder.session_opened()
         self.client: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
         self.local_submission = False
+        self.helo = ""
         self.message: Message | None = None
         self.deferred_failure = ""  # a no-reply callback that failed, answered at the next reply
         self.waiting_for = ""  # the domain of the lookup that sent the end of headers to a worker
@@ -148,6 +157,12 @@ class Session(Milter.Base):
 
     @Milter.noreply
     @_boundary
+    def hello(self, hostname: str) -> int:
+        self.helo = hostname.strip().rstrip(".")
+        return Milter.CONTINUE
+
+    @Milter.noreply
+    @_boundary
     def envfrom(self, mailfrom: str, *params: str) -> int:
         auth = self.getsymval("{auth_authen}")
         runtime = self.holder.current
@@ -156,6 +171,7 @@ class Session(Milter.Base):
             runtime,
             auth or None,
             envelope_domain(mailfrom),
+            envelope_address(mailfrom),
             header_room=limits.max_header_bytes,
             fields_room=limits.max_headers,
         )
@@ -198,10 +214,13 @@ class Session(Milter.Base):
         message.verdict = verdict
         if verdict.source is not Source.EXTERNAL:
             self.judge(message, verdict)
+        elif message.runtime.config.inbound.verify and self.holder.inbound is not None:
+            self.start_verifying(message)
         gate = message.gate
         if gate is not None and gate.action in (Action.REJECT, Action.TEMPFAIL):
             return self.refuse(gate)
-        if not verdict.keys and (gate is None or gate.action is Action.ACCEPT):
+        idle = not verdict.keys and message.inbound is None
+        if idle and (gate is None or gate.action is Action.ACCEPT):
             self.log_message("accept", verdict)
             self.message = None
             return Milter.ACCEPT  # nothing to sign or mark: skip the body entirely
@@ -224,6 +243,45 @@ class Session(Milter.Base):
         config = message.runtime.config
         message.facts = facts
         message.gate = decide_gate(facts.findings, config.actions, config.milter.mode)
+
+    def start_verifying(self, message: Message) -> None:
+        """Received mail: fetch what verifying it needs (may raise WouldBlock, like judge)."""
+        lookups = self.holder.inbound
+        assert lookups is not None
+        client = str(self.client) if self.client is not None else None
+        received = Received(client, message.mail_from, self.helo)
+        try:
+            message.inbound = prepare(message.fields, received, lookups)
+        except WouldBlock as miss:
+            self.waiting_for = miss.domain
+            raise
+
+    def report_inbound(self, message: Message, inbound: InboundCheck) -> int:
+        """Write Authentication-Results (ours alone), and enforce DMARC where asked to."""
+        lookups = self.holder.inbound
+        assert lookups is not None
+        report = inbound.finish(message.runtime.config.inbound, lookups.authserv_id)
+        message.report = report
+        for index in reversed(forged(message.fields, lookups.authserv_id)):
+            self.chgheader(AUTH_RESULTS, index, "")
+        self.addheader(AUTH_RESULTS, report.header, 0)
+        dmarc = report.dmarc
+        if report.disposition is Disposition.REJECT:
+            why = (
+                f"DMARC policy of {dmarc.from_domain} (p={dmarc.policy}) rejects mail that fails it"
+            )
+            self.setreply("550", "5.7.1", f"reputable: {why}")
+            self.log_message("reject", message.verdict, reason="dmarc_fail")
+            self.message = None
+            return Milter.REJECT
+        if report.disposition is Disposition.QUARANTINE:
+            self.quarantine(f"DMARC fail for {dmarc.from_domain} (p={dmarc.policy})")
+            self.log_message("hold", message.verdict, reason="dmarc_fail")
+            self.message = None
+            return Milter.ACCEPT
+        self.log_message("accept", message.verdict, detail=report.exempt or None)
+        self.message = None
+        return Milter.ACCEPT
 
     def refuse(self, gate: GateDecision) -> int:
         """Answer 5xx or 4xx at the end of headers: the body need not be sent."""
@@ -264,6 +322,8 @@ class Session(Milter.Base):
         assert self.message is not None
         if self.message.signer is not None:
             self.message.signer.body(chunk)
+        elif self.message.inbound is not None:
+            self.message.inbound.body(chunk)
         return Milter.CONTINUE
 
     @_boundary
@@ -271,6 +331,8 @@ class Session(Milter.Base):
         message = self.message
         assert message is not None and message.verdict is not None
         message.queue_id = self.getsymval("i") or message.queue_id
+        if message.inbound is not None:
+            return self.report_inbound(message, message.inbound)
         if message.signer is not None:
             for signature in reversed(message.signer.signatures(int(time.time()))):
                 self.addheader(signature.name.decode("ascii"), _milter_value(signature.value), 0)
@@ -345,6 +407,8 @@ class Session(Milter.Base):
         gate = message.gate if message is not None else None
         if message is not None and message.facts is not None and gate is not None:
             fields.update(gate_fields(message.facts, gate))
+        if message is not None and message.report is not None:
+            fields.update(message.report.log_fields())
         if detail is not None:
             fields[Field.DETAIL] = detail
         fields[Field.MS] = f"{spent * 1000:.2f}"
@@ -375,6 +439,11 @@ def envelope_domain(mailfrom: str) -> str:
     address = mailfrom.strip().removeprefix("<").removesuffix(">")
     _, at, domain = address.rpartition("@")
     return domain.lower().rstrip(".") if at else ""
+
+
+def envelope_address(mailfrom: str) -> str:
+    """The MAIL FROM address without its brackets ("" for the null sender <>)."""
+    return mailfrom.strip().removeprefix("<").removesuffix(">").strip()
 
 
 def _milter_value(value: bytes) -> str:

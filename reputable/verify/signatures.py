@@ -149,6 +149,14 @@ class DkimVerifier:
         self._hashers = list(hashers.values())
         self._digests: dict[int, tuple[bytes, int]] = {}
 
+    def keys_needed(self) -> list[tuple[str, str]]:
+        """(selector, domain) of each key `results` will look up, so that it can be fetched first."""
+        return [
+            (s.tags["s"], s.tags["d"].lower())
+            for s in self.signatures
+            if not s.error and "s" in s.tags and "d" in s.tags
+        ]
+
     def body(self, chunk: bytes) -> None:
         for hasher in self._hashers:
             hasher.update(chunk)

@@ -144,6 +144,12 @@ BAD_VALUES = [
     ("metrics", "listen", "127.0.0.1"),
     ("metrics", "listen", "127.0.0.1:99999"),
     ("metrics", "listen", 9787),
+    ("inbound", "verify", "yes"),
+    ("inbound", "authserv_id", "mx.example.org; dkim=pass"),
+    ("inbound", "authserv_id", "two words"),
+    ("inbound", "dmarc_enforce", 1),
+    ("inbound", "trusted_arc_signers", "lists.example.org"),
+    ("inbound", "trusted_arc_signers", ["not a domain"]),
 ]
 
 
@@ -170,6 +176,19 @@ def test_metrics_are_off_unless_an_address_is_given(
     config = parse_config({"metrics": {"listen": text}}, "<test>")
     assert config.metrics.listen == listen
     assert parse_config({}, "<defaults>").metrics.listen is None
+
+
+def test_inbound_verifies_and_reports_by_default_and_enforces_only_when_asked() -> None:
+    defaults = parse_config({}, "<defaults>").inbound
+    assert (defaults.verify, defaults.authserv_id, defaults.dmarc_enforce) == (True, "", False)
+    table = {
+        "authserv_id": "mx.example.org",
+        "dmarc_enforce": True,
+        "trusted_arc_signers": ["Lists.Example.org."],
+    }
+    inbound = parse_config({"inbound": table}, "<test>").inbound
+    assert (inbound.authserv_id, inbound.dmarc_enforce) == ("mx.example.org", True)
+    assert inbound.trusted_arc_signers == ("lists.example.org",)
 
 
 def test_dns_and_keys_sections() -> None:

@@ -200,10 +200,11 @@ def test_a_signed_message_costs_few_round_trips_and_verifies(
         async with engine(holder, tmp_path / "m.sock" if kind == "unix" else 0) as listener:
             mta = await Mta.open(listener)
             actions, protocol, symlists = await mta.negotiate()
-            assert actions == p.ADDHDRS | p.QUARANTINE | p.SETSYMLIST
-            for flag in (p.P_NR_CONN, p.P_NR_MAIL, p.P_NR_HDR, p.P_NR_BODY, p.P_HDR_LEADSPC):
+            assert actions == p.ADDHDRS | p.CHGHDRS | p.QUARANTINE | p.SETSYMLIST
+            nr = (p.P_NR_CONN, p.P_NR_HELO, p.P_NR_MAIL, p.P_NR_HDR, p.P_NR_BODY, p.P_HDR_LEADSPC)
+            for flag in nr:
                 assert protocol & flag
-            for flag in (p.P_NOHELO, p.P_NORCPT, p.P_NOUNKNOWN):
+            for flag in (p.P_NORCPT, p.P_NOUNKNOWN):
                 assert protocol & flag  # steps reputable does not use are not sent at all
             assert symlists == {2: b"{auth_authen}", 6: b"i", 5: b"i"}
             if kind == "tcp":
