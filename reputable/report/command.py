@@ -103,6 +103,13 @@ def render(summary: Summary) -> str:
     if summary.actions:
         actions = ", ".join(f"{action} {n}" for action, n in summary.actions.most_common())
         lines.append(f"  actions: {actions}")
+    if summary.inbound:
+        lines.append("")
+        lines.append(f"Inbound verification: {summary.inbound} messages")
+        for method, counts in summary.inbound_results.items():
+            if counts:
+                results = ", ".join(f"{result} {n}" for result, n in counts.most_common())
+                lines.append(f"  {method}: {results}")
     if summary.host_events:
         lines.append("")
         lines.append("Host events:")

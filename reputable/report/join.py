@@ -92,18 +92,25 @@ def our_fields(line: LogLine) -> dict[str, str] | None:
 
 # What a message's line tells the report (README, "Logs"); the rest of it is not read.
 VERDICT_FIELDS = ("queue_id", "action", "source", "dkim", "reason", "checks")
+# What the line of an inbound message (source=external) adds once verified: the results of
+# the Authentication-Results header, one word each. Looked for on those lines only.
+INBOUND_FIELDS = ("dkim_in", "spf_in", "dmarc_in", "arc_in")
 
 
-def _verdict(text: str) -> dict[str, str]:
+def _verdict(text: str, names: tuple[str, ...] = VERDICT_FIELDS) -> dict[str, str]:
     """The `VERDICT_FIELDS` of one of our message lines with nothing quoted in it: found by
-    name, not by reading every field (a message line has a dozen)."""
+    name, not by reading every field (a message line has a dozen). The line of an inbound
+    message is read for its `INBOUND_FIELDS` too, when it has any: other lines cost nothing
+    more than a look at their source."""
     fields = {}
-    for name in VERDICT_FIELDS:
+    for name in names:
         at = text.find(f" {name}=")
         if at != -1:
             start = at + len(name) + 2
             end = text.find(" ", start)
             fields[name] = text[start:] if end == -1 else text[start:end]
+    if fields.get("source") == "external" and "_in=" in text:
+        fields.update(_verdict(text, INBOUND_FIELDS))  # no source among them: read once
     return fields
 
 

@@ -8,7 +8,13 @@ messages themselves. `as_json` is the documented schema::
      "messages": {"total", "signed", "unsigned": {REASON: N}, "actions": {ACTION: N}},
      "deliveries": {RECEIVER: {"sent", "deferred", "bounced"}},
      "signals": [{"receiver", "code", "class", "count", "first", "last", "example", "fix"}],
-     "host_events": [{"time", "event", "check", "detail"}]}
+     "host_events": [{"time", "event", "check", "detail"}],
+     "inbound": {"messages", "dkim": {RESULT: N}, "spf": {...}, "dmarc": {...}, "arc": {...}}}
+
+``inbound`` counts the inbound messages (``source=external``) whose line
+carries the results of their verification (``dkim_in``, ``spf_in``,
+``dmarc_in``, ``arc_in``), and each result's messages; lines written without
+them (outbound mail, inbound mail not verified) are not among them.
 
 Signals come worst first: a blocked IP before a missing PTR before a rate
 limit, bounces before deferrals, then by count. A reply that is no signal
@@ -22,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from reputable.report.join import Delivery, Message
+from reputable.report.join import INBOUND_FIELDS, Delivery, Message
 from reputable.report.signals import (
     Receiver,
     SignalClass,
@@ -65,6 +71,8 @@ HOST_EVENTS = frozenset(
     }
 )
 GATE_STOPPED = frozenset({"hold", "reject", "tempfail"})
+# An inbound line's fields and the method each counts for: "dkim_in" -> "dkim".
+INBOUND_METHODS = tuple((name, name.removesuffix("_in")) for name in INBOUND_FIELDS)
 
 
 @dataclass(slots=True)
@@ -97,6 +105,11 @@ class Summary:
     host_events: list[dict[str, str]] = field(default_factory=list)
     gate_stopped: int = 0  # held, rejected or tempfailed by reputable's gate
     flagged: int = 0
+    inbound: int = 0  # inbound messages whose line carries their verification's results
+    # method (dkim, spf, dmarc, arc) -> result (pass, fail, ...) -> messages
+    inbound_results: dict[str, Counter[str]] = field(
+        default_factory=lambda: {method: Counter() for _, method in INBOUND_METHODS}
+    )
 
     def add(self, message: Message) -> None:
         self.total += 1
@@ -105,7 +118,10 @@ class Summary:
         action = verdict.get("action", "") or message.milter_action
         if action:
             self.actions[action] += 1
-        if action in GATE_STOPPED or message.milter_action in ("hold", "reject"):
+        inbound = verdict.get("source") == "external"
+        if inbound:
+            pass  # received mail refused by DMARC enforcement says nothing of this host's mail
+        elif action in GATE_STOPPED or message.milter_action in ("hold", "reject"):
             self.gate_stopped += 1
         elif action == "flag":
             self.flagged += 1
@@ -114,8 +130,21 @@ class Summary:
             self.signed += 1
         else:
             self.unsigned[verdict.get("reason", "") or "no_reputable_line"] += 1
+        if inbound:
+            self._inbound(verdict)
         for delivery in message.deliveries:
             self._delivery(delivery)
+
+    def _inbound(self, verdict: dict[str, str]) -> None:
+        """An inbound message's results, when its line has them (an older version's has not)."""
+        counted = False
+        for name, method in INBOUND_METHODS:
+            result = verdict.get(name)
+            if result:
+                self.inbound_results[method][result] += 1
+                counted = True
+        if counted:
+            self.inbound += 1
 
     def event(self, time: datetime | None, fields: dict[str, str]) -> None:
         if fields.get("event", "") not in HOST_EVENTS:
@@ -212,4 +241,11 @@ class Summary:
                 for g in self.signals()
             ],
             "host_events": list(self.host_events),
+            "inbound": {
+                "messages": self.inbound,
+                **{
+                    method: dict(counts.most_common())
+                    for method, counts in self.inbound_results.items()
+                },
+            },
         }

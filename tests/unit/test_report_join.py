@@ -136,3 +136,46 @@ def test_our_lines_are_read_as_logfmt_json_or_from_the_journal() -> None:
     assert parsed is not None and parsed["detail"] == "ptr.192.0.2.25: no PTR record"
     assert our_fields(parse_line("level=info but no logger", NOW)) is None
     assert our_fields(parse_line('{"not": "ours"}', NOW)) is None
+
+
+# An inbound message's line once verified (source=external): four results, one word each.
+INBOUND = (
+    "Dec 03 13:10:00 mx reputable[900]: level=info logger=milter queue_id=4F2A81C0D3 "
+    "action=accept source=external client=198.51.100.7 from_domain=example.org dkim=none "
+    "reason=not_outbound dkim_in=pass spf_in=softfail dmarc_in=pass arc_in=none ms=1.20"
+)
+RESULTS = {"dkim_in": "pass", "spf_in": "softfail", "dmarc_in": "pass", "arc_in": "none"}
+
+
+def test_an_inbound_line_is_read_for_its_results_in_logfmt_quoted_logfmt_and_json() -> None:
+    text = INBOUND.split(": ", 1)[1]
+    as_json = json.dumps(
+        {"ts": "2026-12-03T13:10:00Z", **dict(f.split("=", 1) for f in text.split())}
+    )
+    for line in (INBOUND, INBOUND + ' detail="ARC chain of 2 sets"', as_json):
+        parsed = our_fields(parse_line(line, NOW))
+        assert parsed is not None
+        assert {name: parsed.get(name) for name in RESULTS} == RESULTS, line
+        assert (parsed["queue_id"], parsed["source"], parsed["dkim"]) == (
+            "4F2A81C0D3",
+            "external",
+            "none",
+        )
+
+
+def test_lines_without_results_are_read_as_before() -> None:
+    older = INBOUND.replace(" dkim_in=pass spf_in=softfail dmarc_in=pass arc_in=none", "")
+    parsed = our_fields(parse_line(older, NOW))
+    assert parsed == {
+        "queue_id": "4F2A81C0D3",
+        "action": "accept",
+        "source": "external",
+        "dkim": "none",
+        "reason": "not_outbound",
+    }
+    signed = our_fields(parse_line(SIGNED[2], NOW))
+    assert signed is not None and not [name for name in signed if name.endswith("_in")]
+    # Only an inbound line is looked at for them: an outbound one is not searched at all.
+    outbound = INBOUND.replace("source=external", "source=internal")
+    parsed = our_fields(parse_line(outbound, NOW))
+    assert parsed is not None and not [name for name in parsed if name.endswith("_in")]

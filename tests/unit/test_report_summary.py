@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from reputable.report.command import render
 from reputable.report.join import Delivery, Message
 from reputable.report.summary import Summary
 
@@ -122,6 +123,16 @@ def test_exit_codes_follow_what_went_wrong() -> None:
     held.add(message("C3", 0, {"action": "hold", "dkim": "example.com/s1"}))
     assert held.exit_code() == 2
 
+    refused_inbound = Summary()  # received mail refused for failing DMARC: not this host's mail
+    refused_inbound.add(
+        message("C5", 0, {**inbound("fail", "fail", "fail", "none"), "action": "reject"})
+    )
+    refused_inbound.add(
+        message("C6", 1, {**inbound("fail", "fail", "fail", "none"), "action": "hold"})
+    )
+    assert refused_inbound.exit_code() == 0
+    assert refused_inbound.as_json()["inbound"]["dmarc"] == {"fail": 2}
+
     unknown_only = Summary()
     unknown_only.add(message("C4", 0, SIGNED, delivery(SINK, "deferred", FULL.format(ip="x"))))
     assert unknown_only.exit_code() == 0  # kept in the report, but no signal
@@ -138,3 +149,68 @@ def test_exit_codes_follow_what_went_wrong() -> None:
         }
     ]
     assert host.exit_code() == 2
+
+
+def inbound(dkim: str, spf: str, dmarc: str, arc: str) -> dict[str, str]:
+    return {
+        "action": "accept",
+        "source": "external",
+        "dkim": "none",
+        "reason": "not_outbound",
+        "dkim_in": dkim,
+        "spf_in": spf,
+        "dmarc_in": dmarc,
+        "arc_in": arc,
+    }
+
+
+NOT_VERIFIED = {"action": "accept", "source": "external", "dkim": "none", "reason": "not_outbound"}
+
+
+def test_inbound_results_are_counted_per_method_and_shown_in_their_own_block() -> None:
+    summary = Summary()
+    summary.add(message("D1", 0, inbound("pass", "pass", "pass", "none")))
+    summary.add(message("D2", 1, inbound("pass", "softfail", "pass", "none")))
+    summary.add(message("D3", 2, inbound("fail", "fail", "fail", "pass")))
+    summary.add(message("D4", 3, NOT_VERIFIED))  # an older version's line: no results
+    summary.add(message("D5", 4, {**SIGNED, "source": "internal"}))
+    data = summary.as_json()
+    assert data["inbound"] == {
+        "messages": 3,
+        "dkim": {"pass": 2, "fail": 1},
+        "spf": {"pass": 1, "softfail": 1, "fail": 1},
+        "dmarc": {"pass": 2, "fail": 1},
+        "arc": {"none": 2, "pass": 1},
+    }
+    assert data["messages"] == {  # counted as before
+        "total": 5,
+        "signed": 1,
+        "unsigned": {"not_outbound": 4},
+        "actions": {"accept": 5},
+    }
+    text = render(summary)
+    block = text.split("\n\n")[1]
+    assert block == (
+        "Inbound verification: 3 messages\n"
+        "  dkim: pass 2, fail 1\n"
+        "  spf: pass 1, softfail 1, fail 1\n"
+        "  dmarc: pass 2, fail 1\n"
+        "  arc: none 2, pass 1"
+    )
+    assert summary.exit_code() == 0  # what others' mail fails is no problem of this host
+
+
+def test_no_inbound_block_without_inbound_results() -> None:
+    summary = Summary()
+    summary.add(message("E1", 0, NOT_VERIFIED))
+    summary.add(message("E2", 1, {**SIGNED, "source": "authenticated"}))
+    # An outbound line is no inbound message, whatever it carries.
+    summary.add(message("E3", 2, {**inbound("pass", "pass", "pass", "none"), "source": "local"}))
+    assert summary.as_json()["inbound"] == {
+        "messages": 0,
+        "dkim": {},
+        "spf": {},
+        "dmarc": {},
+        "arc": {},
+    }
+    assert "Inbound" not in render(summary)
