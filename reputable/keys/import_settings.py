@@ -1,7 +1,9 @@
 """The old milter's settings carried over as reputable.toml lines, a note for the rest. Pure.
 
 `map_settings` takes every opendkim.conf or dkimpy-milter.conf line the key
-mapping did not use and says what became of it.
+mapping did not use and says what became of it. A milter that verified
+(Mode v or sv; sv is both milters' default) is told what verifies in its
+place: `[inbound]`, with its AuthservID carried over.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from reputable.config import DEFAULT_OVERSIGN, parse_socket
+from reputable.config import DEFAULT_OVERSIGN, parse_config, parse_socket
+from reputable.errors import ConfigError
 from reputable.keys.opendkim_tables import ConfLine, Software
 from reputable.signing.canonicalization import Canonicalization
 
@@ -93,6 +96,15 @@ _VERIFYING = frozenset(
     ]
 )
 _HANDLED = frozenset(["include", "basedirectory", "changerootdirectory"])
+DEFAULT_MODE = "sv"  # opendkim.conf(5), dkimpy-milter.conf(5): Mode
+# On-BadSignature and the other On- settings: an action, or its letter (opendkim.conf(5)).
+_ON_ACTIONS = {
+    **dict.fromkeys(("a", "accept"), "accepted"),
+    **dict.fromkeys(("d", "discard"), "discarded"),
+    **dict.fromkeys(("q", "quarantine"), "quarantined"),
+    **dict.fromkeys(("r", "reject"), "rejected"),
+    **dict.fromkeys(("t", "tempfail"), "tempfailed"),
+}
 
 
 def map_settings(
@@ -100,6 +112,9 @@ def map_settings(
 ) -> tuple[tuple[str, ...], tuple[TomlSetting, ...]]:
     """A note for every line the key mapping did not use, and the reputable.toml lines to carry."""
     last = {line.name.lower(): line for line in lines}
+    mode = last["mode"].value if "mode" in last else DEFAULT_MODE
+    # What verifies in the old milter's place, when it verified: "" when it only signed.
+    takeover = _takeover(software, "authservid" in last) if "v" in mode.lower() else ""
     notes: list[str] = []
     settings: list[TomlSetting] = []
     for line in lines:
@@ -109,16 +124,38 @@ def map_settings(
             continue
         if name in consumed or name in _HANDLED:
             continue
-        why, carried = _setting_note(line, software, expand)
+        why, carried = _setting_note(line, software, expand, takeover)
         notes.append(f"{line.where}: '{line.text}': {why}")
         settings.extend(carried)
+    if "mode" not in last:
+        default = f"{software} verified inbound mail by default (Mode {DEFAULT_MODE})"
+        notes.append(f"no Mode line: {default}; {takeover}")
     return tuple(notes), tuple(settings)
 
 
+def _takeover(software: Software, named: bool) -> str:
+    """What verifies inbound mail in place of a milter that did."""
+    said = (
+        "reputable verifies it too: [inbound] verify = true (the default) writes one "
+        "Authentication-Results header, with dkim=, spf=, dmarc= and arc=, on mail that is not "
+        "outbound"
+    )
+    if named:  # AuthservID's own note says what becomes of it
+        return said
+    return (
+        f"{said}; its authserv-id is this host's name (Postfix's myhostname by default), as "
+        f"{software}'s was without AuthservID"
+    )
+
+
 def _setting_note(
-    line: ConfLine, software: Software, expand: Expand
+    line: ConfLine, software: Software, expand: Expand, takeover: str
 ) -> tuple[str, tuple[TomlSetting, ...]]:
     name = line.name.lower()
+    if name == "mode":
+        return _mode(line, software, takeover)
+    if name in _VERIFYING:
+        return _verifying(line, software, takeover)
     special = _SPECIAL.get(name)
     if special is not None:
         return special(line, software, expand)
@@ -126,8 +163,6 @@ def _setting_note(
         return "how the daemon runs; reputable's own service unit covers it: not carried over", ()
     if name in _LOGGING:
         return "reputable logs one line per message, signed or not and why: not carried over", ()
-    if name in _VERIFYING:
-        return "a verifying setting; reputable only signs: not carried over", ()
     return "no matching reputable setting: not carried over", ()
 
 
@@ -244,18 +279,61 @@ def _syslog(
     return "reputable logs to standard error by default (the journal, under systemd)", ()
 
 
-def _mode(
-    line: ConfLine, software: Software, expand: Expand
-) -> tuple[str, tuple[TomlSetting, ...]]:
-    if "s" not in line.value:
-        return f"{software} did not sign in this mode; its keys are imported all the same", ()
-    if "v" in line.value:
+def _mode(line: ConfLine, software: Software, takeover: str) -> tuple[str, tuple[TomlSetting, ...]]:
+    signed = "s" in line.value.lower()
+    if takeover and signed:
+        return f"{software} verified inbound mail in this mode; {takeover}", ()
+    if takeover:
         return (
-            "reputable only signs: inbound mail is no longer verified nor given "
-            "Authentication-Results; keep a verifier if you rely on them",
+            f"{software} did not sign in this mode (its keys are imported all the same) but "
+            f"verified inbound mail; {takeover}",
             (),
         )
-    return "signing only, like reputable: nothing to set", ()
+    if not signed:
+        return f"{software} did not sign in this mode; its keys are imported all the same", ()
+    return "signing only: nothing to set", ()
+
+
+def _verifying(
+    line: ConfLine, software: Software, takeover: str
+) -> tuple[str, tuple[TomlSetting, ...]]:
+    name = line.name.lower()
+    if not takeover:
+        return f"a verifying setting; {software} did not verify in this mode: not carried over", ()
+    if name == "authservid":
+        return _authserv_id(line)
+    if name.startswith("on-"):
+        return _on_result(line, software)
+    return "a verifying setting with no counterpart in reputable's [inbound]: not carried over", ()
+
+
+def _authserv_id(line: ConfLine) -> tuple[str, tuple[TomlSetting, ...]]:
+    if line.value == "HOSTNAME":  # opendkim.conf(5): the name gethostname(3) gives
+        return (
+            "the name gethostname(3) gives: reputable names this host (Postfix's myhostname by "
+            "default) when [inbound] authserv_id is empty; set it if the two differ",
+            (),
+        )
+    try:
+        parse_config({"inbound": {"authserv_id": line.value}}, line.where)
+    except ConfigError as exc:
+        allowed = "; ".join(p.allowed for p in exc.problems)
+        return f"not carried over, as reputable's [inbound] authserv_id: {allowed}", ()
+    return _carried(TomlSetting("inbound", "authserv_id", line.value))
+
+
+def _on_result(line: ConfLine, software: Software) -> tuple[str, tuple[TomlSetting, ...]]:
+    action = _ON_ACTIONS.get(line.value.lower())
+    if action is None:
+        return "expected accept, discard, quarantine, reject or tempfail: not carried over", ()
+    if action == "accepted":
+        return f"{software} accepted such mail, as reputable does: nothing to set", ()
+    return (
+        f"{software} {action} such mail; reputable has no equivalent: of what it verifies, only "
+        "a DMARC failure stops inbound mail, with [inbound] dmarc_enforce = true (rejected "
+        "under p=reject, held under p=quarantine): not carried over",
+        (),
+    )
 
 
 def _subdomains_setting(
@@ -290,7 +368,6 @@ _SPECIAL: Mapping[
     "signheaders": _sign_headers,
     "socket": _socket,
     "syslog": _syslog,
-    "mode": _mode,
     "subdomains": _subdomains_setting,
     "signaturealgorithm": _algorithm,
     "omitheaders": _note("reputable signs only the fields in [signing] headers: not carried over"),

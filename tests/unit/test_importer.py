@@ -324,7 +324,13 @@ def test_opendkim_file_form(sample: Sample) -> None:
                 "'*.example.com', '!192.168.10.66', 'mx.example.com'",
             ),
             (f"{conf} 52: 'TrustAnchorFile /usr/share/dns/root.key'", "a verifying setting"),
-            (f"{inc} 2: 'Mode sv'", "inbound mail is no longer verified"),
+            (
+                f"{inc} 2: 'Mode sv': OpenDKIM verified inbound mail in this mode; reputable "
+                "verifies it too: [inbound] verify = true (the default) writes one "
+                "Authentication-Results header, with dkim=, spf=, dmarc= and arc=, on mail that "
+                "is not outbound; its authserv-id is this host's name",
+                "as OpenDKIM's was without AuthservID",
+            ),
             (f"{inc} 3: 'SignatureAlgorithm rsa-sha256'", "takes the algorithm from each key"),
             (f"{inc} 4: 'MinimumKeyBits 1024'", "a verifying setting"),
             ("SigningTable line 3: signer '@example.net'", "the i= tag"),
@@ -370,7 +376,7 @@ def test_opendkim_refile_form_with_wildcards_and_percent(sample: Sample) -> None
             ),
             (f"{conf} 7: 'PidFile /run/opendkim/opendkim.pid'", "how the daemon runs"),
             (f"{conf} 9: 'Canonicalization relaxed'", "the same as reputable's default"),
-            (f"{conf} 10: 'Mode s'", "signing only, like reputable"),
+            (f"{conf} 10: 'Mode s': signing only: nothing to set", ""),
             (f"{conf} 11: 'SubDomains no'", "exact domains only, like reputable"),
             (
                 f"{conf} 12: 'OversignHeaders From,To,Subject,Date,List-Unsubscribe'",
@@ -381,7 +387,7 @@ def test_opendkim_refile_form_with_wildcards_and_percent(sample: Sample) -> None
                 f"{conf} 13: 'SignHeaders From,To,Subject,Date,Message-ID'",
                 'set [signing] headers = ["from", "to", "subject", "date", "message-id"]',
             ),
-            (f"{conf} 17: 'ExternalIgnoreList refile:", "a verifying setting"),
+            (f"{conf} 17: 'ExternalIgnoreList refile:", "OpenDKIM did not verify in this mode"),
             (
                 f"{conf} 18: 'InternalHosts 127.0.0.1, 10.0.0.0/8, [2001:db8::]/32'",
                 'internal_hosts = ["127.0.0.1", "10.0.0.0/8", "2001:db8::/32"]',
@@ -427,6 +433,11 @@ def test_opendkim_single_key_form(sample: Sample) -> None:
                 'socket = "inet:8891@127.0.0.1" (OpenDKIM listened on every interface',
             ),
             (f"{conf} 11: 'Canonicalization simple'", 'canonicalization = "simple/simple"'),
+            (
+                "no Mode line: OpenDKIM verified inbound mail by default (Mode sv); reputable "
+                "verifies it too: [inbound] verify = true (the default)",
+                "as OpenDKIM's was without AuthservID",
+            ),
         ],
     )
 
@@ -463,7 +474,7 @@ def test_dkimpy_milter_rsa_and_ed25519(sample: Sample) -> None:
             (f"{conf} 3: 'Syslog yes'", '[log] target = "syslog"'),
             (f"{conf} 4: 'SyslogSuccess yes'", "one line per message"),
             (f"{conf} 5: 'UMask 007'", "how the daemon runs"),
-            (f"{conf} 6: 'Mode sv'", "inbound mail is no longer verified"),
+            (f"{conf} 6: 'Mode sv'", "dkimpy-milter verified inbound mail in this mode"),
             (f"{conf} 7: 'Socket local:/run/dkimpy-milter/dkimpy-milter.sock'", "unix:/run/"),
             (f"{conf} 8: 'PidFile", "how the daemon runs"),
             (f"{conf} 9: 'UserID dkimpy-milter'", "how the daemon runs"),
@@ -660,7 +671,8 @@ def test_relative_paths_chroot_and_include_loops(sample: Sample) -> None:
     sample("jailed.signingtable").write_text("*@example.org org\n")
     plan = plan_opendkim(conf)
     assert [k.source for k in plan.keys] == [chroot / "keys/org.private"]
-    assert plan.notes == ()
+    # Every line was used; only the default mode, which verified, is worth a note.
+    assert [note.partition(":")[0] for note in plan.notes] == ["no Mode line"]
     conf.write_text(f"Include {conf}\n")
     with pytest.raises(ConfigError, match="at most 5 levels of Include"):
         plan_opendkim(conf)
@@ -705,6 +717,105 @@ def test_settings_mapping_is_pure() -> None:
             ("x.conf line 4: 'SignatureAlgorithm rsa-sha1'", "never signs with rsa-sha1"),
             ("x.conf line 5: 'Frobnicate yes'", "no matching reputable setting"),
             ("x.conf line 6: 'SigningTable refile:", "there is no KeyTable"),
+            ("no Mode line: OpenDKIM verified inbound mail by default", "[inbound] verify"),
+        ],
+    )
+
+
+def no_expand(value: str) -> tuple[tuple[str, ...], str]:
+    raise AssertionError(f"no data set to read: {value}")
+
+
+def test_a_verifying_milter_is_told_what_verifies_now_and_its_authservid_carried() -> None:
+    lines = (
+        ConfLine(1, "Mode", "sv", "opendkim.conf"),
+        ConfLine(2, "AuthservID", "mx.example.com", "opendkim.conf"),
+        ConfLine(3, "AuthservIDWithJobID", "yes", "opendkim.conf"),
+        ConfLine(4, "On-BadSignature", "reject", "opendkim.conf"),
+        ConfLine(5, "On-NoSignature", "a", "opendkim.conf"),
+        ConfLine(6, "On-KeyNotFound", "bounce", "opendkim.conf"),
+    )
+    notes, settings = map_settings(lines, frozenset(), Software.OPENDKIM, no_expand)
+    assert settings == (TomlSetting("inbound", "authserv_id", "mx.example.com"),)
+    assert_notes(
+        notes,
+        [
+            (
+                "opendkim.conf line 1: 'Mode sv': OpenDKIM verified inbound mail in this mode; "
+                "reputable verifies it too: [inbound] verify = true (the default) writes one "
+                "Authentication-Results header, with dkim=, spf=, dmarc= and arc=, on mail that "
+                "is not outbound",
+                "",
+            ),
+            (
+                "opendkim.conf line 2: 'AuthservID mx.example.com': carried over as "
+                '[inbound] authserv_id = "mx.example.com"',
+                "",
+            ),
+            ("opendkim.conf line 3: 'AuthservIDWithJobID yes'", "no counterpart in reputable's"),
+            (
+                "opendkim.conf line 4: 'On-BadSignature reject': OpenDKIM rejected such mail; "
+                "reputable has no equivalent: of what it verifies, only a DMARC failure stops "
+                "inbound mail, with [inbound] dmarc_enforce = true",
+                "not carried over",
+            ),
+            ("opendkim.conf line 5: 'On-NoSignature a'", "accepted such mail, as reputable does"),
+            ("opendkim.conf line 6: 'On-KeyNotFound bounce'", "expected accept, discard,"),
+        ],
+    )
+    # AuthservID is named, so the Mode line does not speak of the host's name.
+    assert "this host's name" not in notes[0]
+
+
+def test_authservid_hostname_and_a_value_reputable_refuses() -> None:
+    for value, says in (
+        ("HOSTNAME", "the name gethostname(3) gives: reputable names this host"),
+        ("mx example.com", "not carried over, as reputable's [inbound] authserv_id: "),
+    ):
+        lines = (ConfLine(1, "AuthservID", value, "opendkim.conf"),)
+        notes, settings = map_settings(lines, frozenset(), Software.OPENDKIM, no_expand)
+        assert settings == ()
+        assert_notes(
+            notes,
+            [
+                (f"opendkim.conf line 1: 'AuthservID {value}'", says),
+                ("no Mode line: OpenDKIM verified inbound mail by default (Mode sv)", ""),
+            ],
+        )
+        assert "this host's name" not in notes[1]  # AuthservID's own note says it
+
+
+def test_a_signing_only_milter_hears_nothing_of_verification() -> None:
+    lines = (
+        ConfLine(1, "Mode", "s", "opendkim.conf"),
+        ConfLine(2, "AuthservID", "mx.example.com", "opendkim.conf"),
+        ConfLine(3, "On-BadSignature", "reject", "opendkim.conf"),
+    )
+    notes, settings = map_settings(lines, frozenset(), Software.OPENDKIM, no_expand)
+    assert settings == ()
+    assert_notes(
+        notes,
+        [
+            ("opendkim.conf line 1: 'Mode s': signing only: nothing to set", ""),
+            ("opendkim.conf line 2: 'AuthservID", "OpenDKIM did not verify in this mode"),
+            ("opendkim.conf line 3: 'On-BadSignature", "OpenDKIM did not verify in this mode"),
+        ],
+    )
+    assert not [note for note in notes if "[inbound]" in note]
+
+
+def test_a_verify_only_milter_is_told_both() -> None:
+    lines = (ConfLine(1, "Mode", "v", "dkimpy-milter.conf"),)
+    notes, _ = map_settings(lines, frozenset(), Software.DKIMPY_MILTER, no_expand)
+    assert_notes(
+        notes,
+        [
+            (
+                "dkimpy-milter.conf line 1: 'Mode v': dkimpy-milter did not sign in this mode "
+                "(its keys are imported all the same) but verified inbound mail; reputable "
+                "verifies it too",
+                "as dkimpy-milter's was without AuthservID",
+            )
         ],
     )
 
@@ -835,6 +946,25 @@ def test_command_reports_keys_notes_lines_and_next_steps(
     again = run(opendkim_conf=conf)
     assert again.code == 0
     assert "(already in the store)" in again.out
+
+
+def test_command_carries_authservid_into_an_inbound_section(
+    sample: Sample, run: Callable[..., Run]
+) -> None:
+    conf = sample("opendkim-single.conf")
+    conf.write_text(conf.read_text() + "AuthservID mx.example.com\n")
+    result = run(opendkim_conf=str(conf))
+    assert result.code == 0
+    assert (
+        "  opendkim-single.conf line 12: 'AuthservID mx.example.com': carried over as "
+        '[inbound] authserv_id = "mx.example.com"\n'
+    ) in result.out
+    assert "  no Mode line: OpenDKIM verified inbound mail by default (Mode sv); " in result.out
+    toml = result.out.split("Put these lines in /etc/reputable/reputable.toml:\n")[1]
+    assert '  [inbound]\n  authserv_id = "mx.example.com"\n' in toml
+    # No On- setting in this configuration: nothing is said of refusing mail.
+    assert "dmarc_enforce" not in result.out
+    assert "no longer verified" not in result.out
 
 
 def test_command_dry_run_writes_nothing(sample: Sample, run: Callable[..., Run]) -> None:
