@@ -69,6 +69,12 @@ class Metrics:
             ["check"],
             registry=self.registry,
         )
+        self._inbound = Counter(
+            "reputable_inbound_results",
+            "Received messages verified, by method (dkim, spf, dmarc, arc) and result.",
+            ["method", "result"],
+            registry=self.registry,
+        )
         self._seconds = Histogram(
             "reputable_message_seconds",
             "Time spent inside the milter on one message.",
@@ -104,6 +110,11 @@ class Metrics:
         for kind in dict.fromkeys(check_kind(f.id) for f in failed):
             self._child(self._gate_failures, kind).inc()
         self._seconds.observe(seconds)
+
+    def inbound(self, results: Iterable[tuple[str, str]]) -> None:
+        """One received message's results: (method, result) pairs, as its log line has them."""
+        for method, result in results:
+            self._child(self._inbound, method, result).inc()
 
     def exposition(self) -> bytes:
         """The text /metrics answers with."""

@@ -68,6 +68,15 @@ class InboundReport:
         results = {s.result for s in self.signatures}
         return next((r.value for r in _BEST_FIRST if r in results), "none")
 
+    def results(self) -> list[tuple[str, str]]:
+        """(method, result) of each method, the words of the log line and of the metrics."""
+        return [
+            ("dkim", self.dkim_word),
+            ("spf", self.spf.value),
+            ("dmarc", self.dmarc.result.value),
+            ("arc", self.arc.result.value),
+        ]
+
     def log_fields(self) -> dict[Field, object]:
         return {
             Field.DKIM_IN: self.dkim_word,

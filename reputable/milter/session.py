@@ -419,6 +419,8 @@ class Session(Milter.Base):
             reason = reason or (verdict.reason if verdict else None)
             failed = gate.findings if gate is not None else ()
             metrics.message(action, str(fields[Field.SOURCE]), reason, keys, failed, spent)
+            if message is not None and message.report is not None:
+                metrics.inbound(message.report.results())
 
 
 def gate_fields(facts: MessageFacts, gate: GateDecision) -> dict[Field, object]:

@@ -73,6 +73,19 @@ def test_each_message_counts_once_by_action_source_signatures_reason_and_failed_
     assert abs(got[("reputable_message_seconds_sum", ())] - 0.0051) < 1e-9
 
 
+def test_received_mail_counts_each_method_s_result() -> None:
+    metrics = Metrics(holder())
+    metrics.inbound([("dkim", "pass"), ("spf", "pass"), ("dmarc", "pass"), ("arc", "none")])
+    metrics.inbound([("dkim", "fail"), ("spf", "pass"), ("dmarc", "fail"), ("arc", "none")])
+    got = samples(metrics)
+    name = "reputable_inbound_results_total"
+    assert got[(name, (("method", "dkim"), ("result", "pass")))] == 1
+    assert got[(name, (("method", "dkim"), ("result", "fail")))] == 1
+    assert got[(name, (("method", "spf"), ("result", "pass")))] == 2
+    assert got[(name, (("method", "arc"), ("result", "none")))] == 2
+    assert (name, (("method", "dmarc"), ("result", "none"))) not in got
+
+
 def test_the_gauges_are_the_daemon_s_state_at_the_scrape() -> None:
     state = holder()
     metrics = Metrics(state)
