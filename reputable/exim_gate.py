@@ -39,7 +39,7 @@ from reputable.config import Action, Config
 from reputable.errors import ConfigError, Problem
 from reputable.gate import GateDecision, decide_gate
 from reputable.log import Field, emit, logger
-from reputable.milter.session import gate_fields
+from reputable.message_line import Decided, record
 from reputable.policy import Envelope, Source, classify_source, decide
 from reputable.runtime import RuntimeHolder
 
@@ -98,25 +98,17 @@ def judge(holder: RuntimeHolder, query: Query) -> str:
         facts = reputation.facts(mail_from_domain, verdict.from_domain, verdict.keys)
         gate = decide_gate(facts.findings, config.actions, config.milter.mode)
         answer = _answer(gate.action, gate)
-    spent = time.perf_counter() - started
-    fields: dict[Field, object] = {
-        Field.QUEUE_ID: query.message_id or "-",
-        Field.ACTION: gate.action.value if gate is not None else "accept",
-        Field.SOURCE: verdict.source,
-        Field.CLIENT: query.client or "local",
-        Field.FROM_DOMAIN: verdict.from_domain or "-",
-        Field.DKIM: ",".join(k.label for k in verdict.keys) or "none",
-        Field.REASON: verdict.reason,
-    }
-    if facts is not None and gate is not None:
-        fields.update(gate_fields(facts, gate))
-    fields[Field.MS] = f"{spent * 1000:.2f}"
-    emit(_log, logging.INFO, fields)
-    metrics = holder.metrics
-    if metrics is not None:
-        failed = gate.findings if gate is not None else ()
-        action = gate.action.value if gate is not None else "accept"
-        metrics.message(action, verdict.source.value, verdict.reason, verdict.keys, failed, spent)
+    action = gate.action.value if gate is not None else "accept"
+    decided = Decided(
+        query.message_id or "-",
+        action,
+        verdict.source,
+        verdict,
+        query.client or "local",
+        facts=facts,
+        gate=gate,
+    )
+    record(_log, holder.metrics, decided, time.perf_counter() - started)
     return answer
 
 

@@ -7,7 +7,6 @@ message that must not be signed is written out unchanged.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
@@ -16,7 +15,8 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from reputable.config import Config, LogConfig
-from reputable.log import SYSLOG_SOCKET, Field, emit, logger
+from reputable.log import SYSLOG_SOCKET, logger
+from reputable.message_line import Decided, record
 from reputable.policy import Source, decide
 from reputable.runtime import load_runtime
 from reputable.signing.rawmessage import MessageFormatError, parse_message
@@ -70,13 +70,6 @@ def sign_stream(config: Config, source: BinaryIO, sink: BinaryIO, err: TextIO) -
     sink.write(added)
     sink.write(data)
     sink.flush()
-    fields: dict[Field, object] = {
-        Field.ACTION: "accept",
-        Field.SOURCE: verdict.source,
-        Field.FROM_DOMAIN: verdict.from_domain or "-",
-        Field.DKIM: ",".join(k.label for k in verdict.keys) or "none",
-        Field.REASON: verdict.reason,
-        Field.MS: f"{(time.perf_counter() - started) * 1000:.2f}",
-    }
-    emit(_log, logging.INFO, fields)
+    decided = Decided(None, "accept", verdict.source, verdict)
+    record(_log, None, decided, time.perf_counter() - started)
     return 0

@@ -21,13 +21,14 @@ from typing import Any, TypeVar
 import Milter
 
 from reputable.config import Action, OnError
-from reputable.gate import WARNING_HEADER, GateDecision, decide_gate, summary_fields
+from reputable.gate import WARNING_HEADER, GateDecision, decide_gate
 from reputable.inbound.check import Envelope as Received
 from reputable.inbound.check import InboundCheck, InboundReport, prepare
 from reputable.inbound.dmarc_verdict import Disposition
 from reputable.inbound.header import NAME as AUTH_RESULTS
 from reputable.inbound.header import forged
 from reputable.log import Field, emit, logger
+from reputable.message_line import Decided, record
 from reputable.policy import Envelope, Source, Verdict, classify_source, decide
 from reputable.reputation import MessageFacts, WouldBlock
 from reputable.runtime import Runtime, RuntimeHolder
@@ -393,47 +394,19 @@ class Session(Milter.Base):
         detail: str | None = None,
     ) -> None:
         message = self.message
-        spent = message.spent_s if message else 0.0
-        signed = ",".join(k.label for k in verdict.keys) if verdict else ""
-        fields: dict[Field, object] = {
-            Field.QUEUE_ID: self.message.queue_id if self.message else "-",
-            Field.ACTION: action,
-            Field.SOURCE: source or (verdict.source if verdict else Source.EXTERNAL),
-            Field.CLIENT: "local" if self.local_submission else self.client or "-",
-            Field.FROM_DOMAIN: (verdict.from_domain if verdict else None) or "-",
-            Field.DKIM: signed or "none",
-            Field.REASON: reason or (verdict.reason if verdict else None),
-        }
-        gate = message.gate if message is not None else None
-        if message is not None and message.facts is not None and gate is not None:
-            fields.update(gate_fields(message.facts, gate))
-        if message is not None and message.report is not None:
-            fields.update(message.report.log_fields())
-        if detail is not None:
-            fields[Field.DETAIL] = detail
-        fields[Field.MS] = f"{spent * 1000:.2f}"
-        emit(_log, logging.INFO, fields)
-        metrics = self.holder.metrics
-        if metrics is not None:
-            keys = verdict.keys if verdict else ()
-            reason = reason or (verdict.reason if verdict else None)
-            failed = gate.findings if gate is not None else ()
-            metrics.message(action, str(fields[Field.SOURCE]), reason, keys, failed, spent)
-            if message is not None and message.report is not None:
-                metrics.inbound(message.report.results())
-
-
-def gate_fields(facts: MessageFacts, gate: GateDecision) -> dict[Field, object]:
-    words = summary_fields(facts.findings)
-    return {
-        Field.SPF: facts.spf,
-        Field.PTR: words.get("ptr", "-") if facts.host_ready else "unknown",
-        Field.DNSBL: words.get("dnsbl", "-") if facts.host_ready else "unknown",
-        Field.DMARC: words.get("dmarc", "-"),
-        Field.CHECKS: gate.failed_checks or None,
-        Field.WOULD_BE: gate.would_be,
-        Field.DETAIL: gate.detail() or None,  # what a flag header no longer tells recipients
-    }
+        decided = Decided(
+            message.queue_id if message else "-",
+            action,
+            source or (verdict.source if verdict else Source.EXTERNAL),
+            verdict,
+            "local" if self.local_submission else self.client or "-",
+            reason,
+            message.facts if message else None,
+            message.gate if message else None,
+            message.report if message else None,
+            detail,
+        )
+        record(_log, self.holder.metrics, decided, message.spent_s if message else 0.0)
 
 
 def envelope_domain(mailfrom: str) -> str:
