@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from reputable.author import AuthorProblem, author_domain
+from reputable.author import Author, AuthorProblem, author_domain
 from reputable.checks.dmarc import DmarcLookup
 from reputable.checks.spf import SpfEvaluation, SpfResult
 from reputable.config import InboundConfig
@@ -146,9 +146,14 @@ def prepare(
     fields: Sequence[HeaderField],
     envelope: Envelope,
     lookups: InboundLookups,
+    from_domain: str | None = None,
     now: float | None = None,
 ) -> InboundCheck:
-    """Parse the signatures and make every lookup (may raise WouldBlock in the event loop)."""
+    """Parse the signatures and make every lookup (may raise WouldBlock in the event loop).
+
+    `from_domain`: the author domain when already known (the policy has read it);
+    otherwise the From fields are read here, and why there is none is kept.
+    """
     dkim = DkimVerifier(fields, now)
     arc = ArcVerifier(fields, now)
     keys = {
@@ -159,7 +164,11 @@ def prepare(
     identity = envelope.mail_from or (f"postmaster@{envelope.helo}" if envelope.helo else "")
     if envelope.client_ip is not None and identity:
         spf = lookups.spf(envelope.client_ip, identity, envelope.helo)
-    author = author_domain([f.value for f in fields if f.key == b"from"])
+    author = (
+        Author(from_domain)
+        if from_domain
+        else author_domain([f.value for f in fields if f.key == b"from"])
+    )
     dmarc = lookups.dmarc(author.domain) if author.domain is not None else None
     check = InboundCheck(
         fields, envelope, dkim, arc, keys, spf, author.domain, author.problem, dmarc

@@ -1,21 +1,20 @@
-"""The Authentication-Results header field (RFC 8601) of a received message, built with
-`authres`, and the ones a sender forged with our authserv-id. Pure.
+"""The Authentication-Results header field (RFC 8601) of a received message, and the ones a
+sender forged with our authserv-id. Pure.
 
 One result per method, one `dkim=` per signature verified (RFC 6008's
 header.b tells apart two signatures of one domain), the reason of any result
 that is not a pass in reason="...". The value is folded before each result,
 as a milter hands header values to Postfix: with LF.
+
+The field is written here, by RFC 8601's grammar, rather than with `authres`'s
+classes: those cost some 80 µs a message (a tenth of what verifying one
+costs), for a few string joins. `authres` parses every field back in the tests.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-
-import authres
-import authres.arc
-import authres.dmarc
-from authres.core import AuthenticationResult, AuthenticationResultProperty
 
 from reputable.checks.spf import SpfResult
 from reputable.inbound.dmarc_verdict import DmarcResult, DmarcVerdict
@@ -25,8 +24,11 @@ from reputable.verify.signatures import SignatureResult
 
 NAME = "Authentication-Results"
 _KEY = NAME.lower().encode("ascii")
-# An address RFC 8601 can carry as a plain value; anything else is reported by its domain.
-_PLAIN_ADDRESS = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.@-]+$")
+# RFC 2045 token: printable ASCII but for SPACE and tspecials; anything else is quoted.
+_TOKEN = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")
+# What RFC 8601's pvalue takes as it is: [local-part] "@" domain (dot-atoms here).
+_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]*@[A-Za-z0-9.-]+")
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 _COMMENT = re.compile(r"\((?:[^()\\]|\\.)*\)")
 
 
@@ -40,59 +42,73 @@ def header_value(
     arc: ArcVerdict,
 ) -> str:
     """The field's value: `authserv-id;` then each result on a line of its own."""
-    results: list[AuthenticationResult] = [_dkim(s) for s in signatures]
-    if not signatures:
-        results.append(AuthenticationResult("dkim", result="none"))
+    results = [_dkim(s) for s in signatures] or ["dkim=none"]
     results.append(_spf(spf, spf_identity, spf_subject))
     results.append(_dmarc(dmarc))
     results.append(_arc(arc))
-    return ";\n\t".join([authserv_id.lower(), *(str(r) for r in results)])
+    return ";\n\t".join([authserv_id.lower(), *results])
 
 
-def _dkim(signature: SignatureResult) -> AuthenticationResult:
-    properties = [
-        AuthenticationResultProperty("header", "d", signature.domain),
-        AuthenticationResultProperty("header", "s", signature.selector),
-        AuthenticationResultProperty("header", "a", signature.algorithm),
-        AuthenticationResultProperty("header", "b", signature.b_prefix),
-    ]
-    return AuthenticationResult(
-        "dkim",
-        result=signature.result.value,
-        reason=signature.reason or None,
-        properties=[p for p in properties if p.value],
+def _value(text: str) -> str:
+    """An RFC 8601 value: a token as it is, anything else a quoted-string."""
+    if _TOKEN.fullmatch(text):
+        return text
+    escaped = _UNPRINTABLE.sub("?", text).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def _pvalue(text: str) -> str:
+    return text if _ADDRESS.fullmatch(text) else _value(text)
+
+
+def _result(
+    method: str,
+    result: str,
+    comment: str = "",
+    reason: str = "",
+    properties: Sequence[tuple[str, str]] = (),
+) -> str:
+    parts = [f"{method}={result}"]
+    if comment:
+        parts.append(f"({_UNPRINTABLE.sub('?', comment).replace('(', '[').replace(')', ']')})")
+    if reason:
+        parts.append(f"reason={_value(reason)}")
+    parts.extend(f"{name}={_pvalue(value)}" for name, value in properties if value)
+    return " ".join(parts)
+
+
+def _dkim(signature: SignatureResult) -> str:
+    properties = (
+        ("header.d", signature.domain),
+        ("header.s", signature.selector),
+        ("header.a", signature.algorithm),
+        ("header.b", signature.b_prefix),
     )
+    return _result("dkim", signature.result.value, "", signature.reason, properties)
 
 
-def _spf(result: SpfResult, identity: str, subject: str) -> AuthenticationResult:
+def _spf(result: SpfResult, identity: str, subject: str) -> str:
     if identity == "helo":
-        return authres.SPFAuthenticationResult(result=result.value, smtp_helo=subject or None)
-    if not _PLAIN_ADDRESS.match(subject):
+        return _result("spf", result.value, properties=(("smtp.helo", subject),))
+    if not _ADDRESS.fullmatch(subject):
         subject = subject.rpartition("@")[2]
-    return authres.SPFAuthenticationResult(result=result.value, smtp_mailfrom=subject or None)
+    return _result("spf", result.value, properties=(("smtp.mailfrom", subject),))
 
 
-def _dmarc(verdict: DmarcVerdict) -> AuthenticationResult:
-    comment = None
+def _dmarc(verdict: DmarcVerdict) -> str:
+    comment = ""
     if verdict.policy:
         comment = f"p={verdict.policy}" + (" t=y" if verdict.testing else "")
-    return authres.dmarc.DMARCAuthenticationResult(
-        result=verdict.result.value,
-        result_comment=comment,
-        reason=(verdict.reason or None) if verdict.result is not DmarcResult.PASS else None,
-        header_from=verdict.from_domain or None,
-    )
+    reason = verdict.reason if verdict.result is not DmarcResult.PASS else ""
+    properties = (("header.from", verdict.from_domain),)
+    return _result("dmarc", verdict.result.value, comment, reason, properties)
 
 
-def _arc(verdict: ArcVerdict) -> AuthenticationResult:
-    comment = None
+def _arc(verdict: ArcVerdict) -> str:
+    comment = ""
     if verdict.result is not ArcResult.NONE and verdict.signer:
         comment = f"i={verdict.instances} d={verdict.signer}"
-    return authres.arc.ARCAuthenticationResult(
-        result=verdict.result.value,
-        result_comment=comment,
-        reason=verdict.reason or None,
-    )
+    return _result("arc", verdict.result.value, comment, verdict.reason)
 
 
 def authserv_id_of(value: bytes) -> str:

@@ -252,7 +252,8 @@ class Session(Milter.Base):
         client = str(self.client) if self.client is not None else None
         received = Received(client, message.mail_from, self.helo)
         try:
-            message.inbound = prepare(message.fields, received, lookups)
+            from_domain = message.verdict.from_domain if message.verdict else None
+            message.inbound = prepare(message.fields, received, lookups, from_domain)
         except WouldBlock as miss:
             self.waiting_for = miss.domain
             raise

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
 import time
@@ -115,20 +116,29 @@ class _LimitedHash:
         self.seen += len(data)
 
 
+_TAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_FWS = re.compile(r"[ \t\r\n]+")
+_FWS_CHARS = frozenset(" \t\r\n")
+
+
 def parse_tags(value: bytes) -> dict[str, str]:
     """A tag list (RFC 6376 §3.2) with folding whitespace removed from the values."""
     tags: dict[str, str] = {}
     text = value.decode("ascii", "replace")
     for item in text.split(";"):
-        if not item.strip(" \t\r\n"):
-            continue
         name, equals, content = item.partition("=")
         name = name.strip(" \t\r\n")
-        if not equals or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+        if not equals:
+            if not name:
+                continue  # an empty item: "a=1;;" or the ";" at the end
+            raise _Unusable(f"a tag that is not name=value: {item.strip()[:40]!r}")
+        if not _TAG_NAME.fullmatch(name):
             raise _Unusable(f"a tag that is not name=value: {item.strip()[:40]!r}")
         if name in tags:
             raise _Unusable(f"the tag {name}= twice")
-        tags[name] = re.sub(r"[ \t\r\n]+", "" if name in ("b", "bh") else " ", content).strip()
+        if not _FWS_CHARS.isdisjoint(content):
+            content = _FWS.sub("" if name in ("b", "bh") else " ", content).strip()
+        tags[name] = content
     return tags
 
 
@@ -311,8 +321,26 @@ def _public_key(
         raise _Unusable("no key record")
     if len(records) > 1:
         raise _Unusable("more than one key record")
+    loaded = _loaded_key(records[0], algorithm)
+    if isinstance(loaded, Exception):
+        raise type(loaded)(*loaded.args)  # a new one: the cached one keeps no traceback
+    return loaded
+
+
+@functools.lru_cache(maxsize=1024)
+def _loaded_key(
+    record: str, algorithm: str
+) -> rsa.RSAPublicKey | ed25519.Ed25519PublicKey | _Unusable | _Revoked:
+    """A key record's key, or why it cannot be used; one parse per record (keys repeat)."""
     try:
-        tags = parse_tags(records[0].encode())
+        return _parse_key_record(record, algorithm)
+    except (_Unusable, _Revoked) as exc:
+        return exc
+
+
+def _parse_key_record(record: str, algorithm: str) -> rsa.RSAPublicKey | ed25519.Ed25519PublicKey:
+    try:
+        tags = parse_tags(record.encode())
     except _Unusable as exc:
         raise _Unusable(f"key record: {exc}") from None
     if tags.get("v", "DKIM1") != "DKIM1":
