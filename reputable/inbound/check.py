@@ -11,6 +11,7 @@ and decides. Only `prepare` does I/O.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -30,6 +31,8 @@ from reputable.verify.signatures import (
     KeyUnavailable,
     SignatureResult,
 )
+
+KEY_BUDGET = 3  # times [dns] timeout for all the key lookups of one message
 
 # The message's dkim_in= word: the best of its signatures' results.
 _BEST_FIRST = (
@@ -156,10 +159,17 @@ def prepare(
     """
     dkim = DkimVerifier(fields, now)
     arc = ArcVerifier(fields, now)
-    keys = {
-        (selector, domain.lower()): lookups.key(selector, domain)
-        for selector, domain in [*dkim.keys_needed(), *arc.keys_needed()]
-    }
+    keys: dict[tuple[str, str], KeyAnswer] = {}
+    # A message may name up to 5 + 51 keys; each lookup is bounded by [dns] timeout, and all of
+    # them together by KEY_BUDGET of those: keys not fetched by then are temporary errors.
+    deadline = time.monotonic() + KEY_BUDGET * lookups.timeout_s
+    for selector, domain in [*dkim.keys_needed(), *arc.keys_needed()]:
+        if time.monotonic() > deadline:
+            keys[(selector, domain.lower())] = KeyAnswer(
+                (), "this message's key lookups took too long"
+            )
+        else:
+            keys[(selector, domain.lower())] = lookups.key(selector, domain)
     spf = None
     identity = envelope.mail_from or (f"postmaster@{envelope.helo}" if envelope.helo else "")
     if envelope.client_ip is not None and identity:

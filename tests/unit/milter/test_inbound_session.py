@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import logging
 import struct
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -19,10 +20,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from reputable.checks.dmarc import DmarcLookup, discover_policy
 from reputable.checks.spf import SpfEvaluation, SpfResult
 from reputable.config import InboundConfig
+from reputable.inbound.check import Envelope as Received
+from reputable.inbound.check import prepare
 from reputable.inbound.lookups import InboundLookups, KeyAnswer
 from reputable.log import record_fields
 from reputable.milter import protocol as p
 from reputable.runtime import RuntimeHolder
+from reputable.signing.headers import HeaderField
 from tests.unit.milter.test_connection import (
     Mta,
     body_and_end,
@@ -52,6 +56,10 @@ class TableLookups(InboundLookups):
     def authserv_id(self) -> str:
         return AUTHSERV
 
+    @property
+    def timeout_s(self) -> float:
+        return 2.0
+
     def key(self, selector: str, domain: str) -> KeyAnswer:
         name = f"{selector}._domainkey.{domain}"
         self.asked.append(name)
@@ -66,6 +74,36 @@ class TableLookups(InboundLookups):
 
     def org_domain(self, domain: str) -> str:
         return ".".join(domain.split(".")[-2:])
+
+
+class SlowLookups(TableLookups):
+    """Every key lookup takes 50 ms, with a [dns] timeout of 20 ms."""
+
+    @property
+    def timeout_s(self) -> float:
+        return 0.02
+
+    def key(self, selector: str, domain: str) -> KeyAnswer:
+        time.sleep(0.05)
+        return super().key(selector, domain)
+
+
+def test_the_key_lookups_of_one_message_have_a_budget() -> None:
+    """A message naming many keys that answer slowly holds its worker for a few timeouts only."""
+    empty_body = "frcCV1k9oG9oKj3dpUqdJg1PxRT2RSN/XKdLCPjaYaY="  # simple, no body
+    tags = f"v=1; a=rsa-sha256; d=example.org; h=from; bh={empty_body}; b=AAAA"
+    fields = [HeaderField(b"DKIM-Signature", f" {tags}; s=s{n}".encode()) for n in range(5)]
+    fields.append(HeaderField(b"From", b" bob@example.org"))
+    lookups = SlowLookups({}, SpfResult.PASS, {})
+    started = time.monotonic()
+    check = prepare(fields, Received("198.51.100.7", "bob@example.org", "mx"), lookups)
+    assert time.monotonic() - started < 0.2  # 2 lookups of 50 ms fit 3 x 20 ms; 5 would not
+    asked = [name for name in lookups.asked if "_domainkey" in name]
+    assert 1 <= len(asked) <= 2
+    late = [answer.error for answer in check.keys.values() if answer.error]
+    assert len(late) == 5 - len(asked) and "took too long" in late[0]
+    report = check.finish(InboundConfig(), AUTHSERV)
+    assert [s.result.value for s in report.signatures].count("temperror") == len(late)
 
 
 @pytest.fixture(scope="module")
