@@ -3,7 +3,6 @@ from types import ModuleType
 from authres.core import AuthenticationResult as AuthenticationResult
 from authres.core import AuthenticationResultProperty as AuthenticationResultProperty
 from authres.core import AuthenticationResultsHeader as AuthenticationResultsHeader
-from authres.core import SPFAuthenticationResult as SPFAuthenticationResult
 
 class FeatureContext:
     def __init__(self, *modules: ModuleType) -> None: ...

@@ -31,6 +31,14 @@ import pytest
 from reputable.config import DnsConfig, Nameserver
 from reputable.resolver import build_resolver
 from tests.integration.harness.dnsserver import DnsServer
+from tests.integration.harness.inbound_corpus import (
+    Anchors,
+    InboundCase,
+    anchors,
+    corpus,
+    publish,
+    withdraw,
+)
 from tests.integration.harness.postfix import PostfixFactory, PostfixInstance
 from tests.integration.harness.scratch import LOOKUP_TIMEOUT_S, ScratchRecords
 from tests.integration.harness.sink import SmtpSink
@@ -141,3 +149,18 @@ def postfix_factory(
             print(f"--- Postfix log of {instance.directory} (kept) ---\n{instance.log_text()}")
         else:
             shutil.rmtree(instance.directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cases(dns53: DnsServer) -> Iterator[dict[str, InboundCase]]:
+    """The inbound corpus by case name, its records published for the module."""
+    built = corpus()
+    publish(dns53, built.values())
+    yield built
+    withdraw(dns53, built.values())
+
+
+@pytest.fixture(scope="module")
+def said(dns53: DnsServer, cases: dict[str, InboundCase]) -> dict[str, Anchors]:
+    """What OpenDKIM, pyspf and dkimpy say of each case (worked out once a session)."""
+    return anchors(dns53, cases)

@@ -38,14 +38,10 @@ from tests.integration.harness.inbound_corpus import (
     Anchors,
     DkimVerdict,
     InboundCase,
-    anchors,
     authserv_id,
-    corpus,
     describe,
     dmarc_policy,
     parse_results,
-    publish,
-    withdraw,
 )
 from tests.integration.harness.postfix import PostfixInstance, SmtpReply, SmtpSubmitError
 from tests.integration.harness.sink import ReceivedMessage, SmtpSink
@@ -160,19 +156,6 @@ def start_inbound(
 def stop_inbound(world: Inbound) -> None:
     world.postfix.stop()
     world.milter.stop()
-
-
-@pytest.fixture(scope="module")
-def cases(dns53: DnsServer) -> Iterator[dict[str, InboundCase]]:
-    built = corpus()
-    publish(dns53, built.values())
-    yield built
-    withdraw(dns53, built.values())
-
-
-@pytest.fixture(scope="module")
-def said(dns53: DnsServer, cases: dict[str, InboundCase]) -> dict[str, Anchors]:
-    return anchors(dns53, cases)
 
 
 @pytest.fixture(scope="module")

@@ -37,8 +37,6 @@ corpus ignores.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from tests.integration.harness.dnsserver import DnsServer
@@ -47,27 +45,10 @@ from tests.integration.harness.inbound_corpus import (
     Anchors,
     DkimVerdict,
     InboundCase,
-    anchors,
-    corpus,
     describe,
-    publish,
     signature_tags,
-    withdraw,
 )
 from tests.integration.harness.verifiers import verify_dkimpy
-
-
-@pytest.fixture(scope="module")
-def cases(dns53: DnsServer) -> Iterator[dict[str, InboundCase]]:
-    built = corpus()
-    publish(dns53, built.values())
-    yield built
-    withdraw(dns53, built.values())
-
-
-@pytest.fixture(scope="module")
-def said(dns53: DnsServer, cases: dict[str, InboundCase]) -> dict[str, Anchors]:
-    return anchors(dns53, cases)
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
