@@ -159,3 +159,70 @@ def test_one_lookup_wanted_by_many_at_once_is_asked_once_and_a_flood_holds_few_t
     # One site each: same.stuck.example's and flood.example's, PER_SITE threads at most.
     assert counted["threads"] <= 2 * PER_SITE, counted
     assert counted["fresh"] < 2.0, counted
+
+
+def arc_chain(domain: str, sets: int) -> list[tuple[str, bytes]]:
+    """A well-formed ARC chain of *sets* sets, each sealed with a key of its own at *domain*.
+
+    Nothing in it verifies; what matters is that a verifier must fetch 51 keys to find out.
+    """
+    fields: list[tuple[str, bytes]] = []
+    for i in range(sets, 0, -1):
+        cv = "none" if i == 1 else "pass"
+        seal = f" i={i}; cv={cv}; a=rsa-sha256; d={domain}; s=seal{i}; t=1; b=AAAA"
+        ams = f" i={i}; a=rsa-sha256; c=relaxed/relaxed; d={domain}; s=ams{i}; h=from; bh=AAAA; b=AAAA"
+        fields += [
+            ("ARC-Seal", seal.encode()),
+            ("ARC-Message-Signature", ams.encode()),
+            ("ARC-Authentication-Results", f" i={i}; mx.{domain}; none".encode()),
+        ]
+    return fields
+
+
+def test_a_received_message_naming_56_keys_that_never_answer_holds_its_worker_3_timeouts(
+    milter: MilterDaemon, dns: DnsServer
+) -> None:
+    """Five DKIM signatures and a 50-set ARC chain, every key at a name that never answers:
+    the key lookups of the message share a budget of 3 x [dns] timeout (1 s here), the
+    message is answered, and a message from elsewhere meanwhile does not wait for it."""
+    bad = "keys.stuck.example"
+    dkim = [
+        ("DKIM-Signature", f" v=1; a=rsa-sha256; d={bad}; s=k{n}; h=from; bh=AAAA; b=AAAA".encode())
+        for n in range(5)
+    ]
+    fields = [*dkim, *arc_chain(bad, 50), ("From", f" a@{bad}".encode())]
+    names = [bad, *(f"k{n}._domainkey.{bad}" for n in range(5))]
+    names += [f"{kind}{i}._domainkey.{bad}" for i in range(1, 51) for kind in ("seal", "ams")]
+    for name in names:  # every key, and SPF of the MAIL FROM domain
+        dns.set_drop(name)
+    took: dict[str, float] = {}
+
+    async def received(queue_id: str, sent: list[tuple[str, bytes]], sender: str) -> Mta:
+        reader, writer = await asyncio.open_connection("127.0.0.1", milter.port)
+        mta = Mta(reader, writer)
+        await mta.negotiate()
+        mta.send([connect("198.51.100.7"), *mail(f"<a@{sender}>"), p.packet(b"T")])
+        assert await mta.until_final() == [(b"c", b"")]
+        mta.send([*headers(sent, queue_id), *end_of_headers(queue_id)])
+        return mta
+
+    async def scenario() -> None:
+        started = time.monotonic()
+        hostile = await received("HOSTILE", fields, bad)
+        await asyncio.sleep(0.3)
+        fresh = await received("FRESH3", [("From", f" a@{FRESH}".encode())], FRESH)
+        took["fresh"] = await answered_within(fresh)
+        await answered_within(hostile)
+        took["hostile"] = time.monotonic() - started
+        for mta in (hostile, fresh):
+            await mta.close()
+
+    try:
+        run(scenario(), SCENARIO_TIMEOUT_S)
+    finally:
+        for name in names:
+            dns.set_drop(name, False)
+    print(f"answered after: {took}")
+    assert took["fresh"] < 2.0, took
+    # Keys 3 s at most, then SPF and DMARC (1 s each) and what is left of the last key's wait.
+    assert took["hostile"] < 7.0, took
