@@ -68,10 +68,10 @@ from benchmarks.milter_driver import (
 from benchmarks.milters import Endpoint, MilterProcess, prepare
 from tests.integration.harness.dnsserver import DnsServer, txt_chunks
 from tests.integration.harness.inbound_corpus import (
-    MAX_SIGNATURES,
     OPENDKIM,
     OPENDKIM_AUTHSERV_ID,
     authserv_id,
+    opendkim_verify_lines,
     parse_results,
 )
 
@@ -253,24 +253,8 @@ class IsolatedOpenDkim:
         self.milter: MilterProcess | None = None
 
     def config(self) -> str:
-        return (
-            "\n".join(
-                [
-                    "Syslog no",
-                    "Mode v",
-                    f"Socket local:{self.endpoint.path}",
-                    "UMask 000",
-                    f"AuthservID {OPENDKIM_AUTHSERV_ID}",
-                    "AlwaysAddARHeader yes",
-                    f"MaximumSignaturesToVerify {MAX_SIGNATURES}",
-                    "DNSTimeout 3",
-                    f"Nameservers {ISOLATED_DNS}",
-                    f"PidFile {self.workdir / 'opendkim.pid'}",
-                    f"TemporaryDirectory {self.workdir}",
-                ]
-            )
-            + "\n"
-        )
+        lines = opendkim_verify_lines(self.endpoint.path, self.workdir)
+        return "\n".join([*lines, f"Nameservers {ISOLATED_DNS}"]) + "\n"
 
     def start(self) -> MilterProcess:
         root = str(Path(__file__).resolve().parent.parent)

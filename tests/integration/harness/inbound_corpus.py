@@ -1036,6 +1036,23 @@ class OpenDkimVerdict:
         return f"OpenDKIM: {self.action}, Authentication-Results: {self.header}"
 
 
+def opendkim_verify_lines(socket: Path | None, workdir: Path) -> list[str]:
+    """OpenDKIM as a verifier (Mode v) on a unix socket, one A-R for every message; the lines
+    of its configuration but for how it reaches DNS."""
+    return [
+        "Syslog no",
+        "Mode v",
+        f"Socket local:{socket}",
+        "UMask 000",
+        f"AuthservID {OPENDKIM_AUTHSERV_ID}",
+        "AlwaysAddARHeader yes",
+        f"MaximumSignaturesToVerify {MAX_SIGNATURES}",
+        f"DNSTimeout {OPENDKIM_DNS_TIMEOUT_S}",
+        f"PidFile {workdir / 'opendkim.pid'}",
+        f"TemporaryDirectory {workdir}",
+    ]
+
+
 class OpenDkimVerifier:
     """``opendkim -f -x CONF`` in Mode v on a unix socket, asking only the test DNS server.
 
@@ -1057,18 +1074,7 @@ class OpenDkimVerifier:
         self.started = 0.0
 
     def config(self) -> str:
-        lines = [
-            "Syslog no",
-            "Mode v",
-            f"Socket local:{self.endpoint.path}",
-            "UMask 000",
-            f"AuthservID {OPENDKIM_AUTHSERV_ID}",
-            "AlwaysAddARHeader yes",
-            f"MaximumSignaturesToVerify {MAX_SIGNATURES}",
-            f"DNSTimeout {OPENDKIM_DNS_TIMEOUT_S}",
-            f"PidFile {self.workdir / 'opendkim.pid'}",
-            f"TemporaryDirectory {self.workdir}",
-        ]
+        lines = opendkim_verify_lines(self.endpoint.path, self.workdir)
         port53 = self.dns.port53_address
         if port53 is not None:
             lines.append(f"Nameservers {port53[0]}")
